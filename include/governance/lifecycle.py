@@ -1,0 +1,91 @@
+"""The lifecycle contract: tag names, statuses and aliases every part of the project agrees on.
+
+Tag names are kept from the seed design so its tooling keeps working. Stages are deprecated in
+MLflow 3, so the seed's stages map to aliases:
+
+    Staging    -> alias ``challenger`` (validated candidate under approval)
+    Production -> alias ``champion`` (the model that serves)
+    Archived   -> tag ``archived_timestamp``; the last champion keeps ``previous_champion``
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import Enum
+
+DEFAULT_MODEL_NAME = "movie_recommender"
+DEFAULT_EXPERIMENT_NAME = "movie_recommendation"
+MODEL_ARTIFACT_NAME = "model"
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+PREVIOUS_CHAMPION = "previous_champion"
+
+# Lineage and idempotency
+SUBMITTED_BY = "submitted_by"
+AIRFLOW_DAG_ID = "airflow_dag_id"
+AIRFLOW_RUN_ID = "airflow_run_id"
+DATA_FINGERPRINT = "data_fingerprint"
+
+# Validation
+VALIDATION_STATUS = "validation_status"
+VALIDATION_TIMESTAMP = "validation_timestamp"
+VALIDATION_METRIC_PREFIX = "validation_"
+# The champion version the validation compared against ("none" when there was none): a decision
+# made against one baseline is stale once the champion has moved.
+VALIDATION_BASELINE_VERSION = "validation_baseline_version"
+
+# Approval
+APPROVAL_STATUS = "approval_status"
+APPROVAL_REASON = "approval_reason"
+APPROVAL_TIMESTAMP = "approval_timestamp"
+APPROVED_BY = "approved_by"
+APPROVAL_NOTES = "approval_notes"
+MANUAL_APPROVAL_TIMESTAMP = "manual_approval_timestamp"
+
+# Promotion
+AUTO_PROMOTED = "auto_promoted"
+PROMOTION_TIMESTAMP = "promotion_timestamp"
+PREVIOUS_CHAMPION_VERSION = "previous_champion_version"
+ARCHIVED_TIMESTAMP = "archived_timestamp"
+
+NO_BASELINE = "none"
+
+
+class ValidationStatus(str, Enum):
+    PASSED = "passed"
+    FAILED = "failed"
+
+
+class ApprovalStatus(str, Enum):
+    PENDING = "pending"
+    NEEDS_REVIEW = "needs_review"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+    @classmethod
+    def parse(cls, value: str | None, *, where: str) -> "ApprovalStatus | None":
+        """Read a status tag; an unknown value is an error, never silently 'pending'.
+
+        :param value: the raw tag value, or None when the tag is absent.
+        :param where: what the value belongs to, for the error message.
+        """
+        if value is None:
+            return None
+        try:
+            return cls(value.strip().lower())
+        except ValueError:
+            allowed = ", ".join(s.value for s in cls)
+            raise ValueError(
+                f"{where}: unknown {APPROVAL_STATUS} {value!r} (expected one of: {allowed})"
+            ) from None
+
+
+# Statuses that still wait for a person.
+AWAITING_DECISION = frozenset({ApprovalStatus.PENDING, ApprovalStatus.NEEDS_REVIEW})
+
+
+def utc_now_iso() -> str:
+    """The timestamp format written into every *_timestamp tag (ISO 8601, UTC)."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

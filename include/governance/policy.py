@@ -1,0 +1,158 @@
+"""The governance policy: thresholds and approval rules, loaded from a versioned YAML file."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+DEFAULT_POLICY_PATH = Path(__file__).with_name("policy.yaml")
+APPROVAL_MODES = ("auto", "manual")
+
+
+class PolicyError(ValueError):
+    """The policy file or an override is invalid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class ValidationPolicy:
+    min_accuracy: float = 0.75
+    min_precision: float = 0.70
+    min_recall: float = 0.65
+    max_inference_time_ms: float = 100.0
+    min_data_quality_score: float = 0.8
+    comparison_metric: str = "accuracy"
+    max_degradation_vs_champion: float = 0.05
+    warn_min_train_size: int = 1000
+    warn_min_feature_count: int = 3
+    warn_max_hidden_size: int = 1000
+    warn_max_learning_rate: float = 0.1
+    warn_min_learning_rate: float = 0.0001
+
+
+@dataclass(frozen=True)
+class ApprovalPolicy:
+    mode: str = "auto"
+    auto_approve_min_improvement: float = 0.02
+    auto_approve_max_degradation: float = 0.01
+    require_distinct_approver: bool = True
+    approvers: tuple[str, ...] = ()
+    timeout_hours: float = 24.0
+
+
+@dataclass(frozen=True)
+class GovernancePolicy:
+    policy_version: int = 1
+    validation: ValidationPolicy = field(default_factory=ValidationPolicy)
+    approval: ApprovalPolicy = field(default_factory=ApprovalPolicy)
+    # The per-run overrides applied on top of the file, kept so they can be recorded.
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "GovernancePolicy":
+        """Read a policy file (the packaged default when no path is given).
+
+        :param path: a YAML file with ``validation`` and ``approval`` sections.
+        """
+        path = Path(path) if path else DEFAULT_POLICY_PATH
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except FileNotFoundError:
+            raise PolicyError(f"policy file {path} does not exist") from None
+        except yaml.YAMLError as exc:
+            raise PolicyError(f"policy file {path} is not valid YAML: {exc}") from None
+        if not isinstance(raw, dict):
+            raise PolicyError(f"policy file {path}: expected a mapping at the top level")
+        unknown = set(raw) - {"policy_version", "validation", "approval"}
+        if unknown:
+            raise PolicyError(f"policy file {path}: unknown sections {sorted(unknown)}")
+        validation = _build(ValidationPolicy, raw.get("validation") or {}, f"{path}: validation")
+        approval = _build(ApprovalPolicy, raw.get("approval") or {}, f"{path}: approval")
+        return cls(int(raw.get("policy_version", 1)), validation, approval)
+
+    def with_overrides(self, overrides: Mapping[str, Any] | None) -> "GovernancePolicy":
+        """Return a copy with single values replaced, e.g. ``{"min_accuracy": 0.8}``.
+
+        Keys are looked up in the validation section, then the approval section. ``None`` values
+        are ignored so a DAG can pass unset params through.
+
+        :param overrides: flat mapping of policy key to value.
+        """
+        given = {k: v for k, v in (overrides or {}).items() if v is not None}
+        if not given:
+            return self
+        validation_keys = {f.name for f in fields(ValidationPolicy)}
+        approval_keys = {f.name for f in fields(ApprovalPolicy)}
+        unknown = set(given) - validation_keys - approval_keys
+        if unknown:
+            raise PolicyError(
+                f"unknown policy override(s) {sorted(unknown)}; "
+                f"known: {sorted(validation_keys | approval_keys)}"
+            )
+        validation = _build(
+            ValidationPolicy,
+            {**asdict(self.validation), **{k: v for k, v in given.items() if k in validation_keys}},
+            "policy override",
+        )
+        approval = _build(
+            ApprovalPolicy,
+            {**asdict(self.approval), **{k: v for k, v in given.items() if k in approval_keys}},
+            "policy override",
+        )
+        return replace(
+            self, validation=validation, approval=approval, overrides={**self.overrides, **given}
+        )
+
+    def overrides_json(self) -> str:
+        """The applied overrides as a compact JSON string, for a tag or a report."""
+        return json.dumps(dict(self.overrides), sort_keys=True, default=str)
+
+
+def _build(cls: type, values: Mapping[str, Any], where: str):
+    """Build a policy section from a mapping, checking each key and coercing its type."""
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(values) - set(known)
+    if unknown:
+        raise PolicyError(f"{where}: unknown key(s) {sorted(unknown)}")
+    coerced = {name: _coerce(name, known[name].type, value, where) for name, value in values.items()}
+    section = cls(**coerced)
+    if isinstance(section, ApprovalPolicy) and section.mode not in APPROVAL_MODES:
+        raise PolicyError(f"{where}: mode {section.mode!r} is not one of {APPROVAL_MODES}")
+    return section
+
+
+def _coerce(name: str, type_name: Any, value: Any, where: str) -> Any:
+    type_name = str(type_name)
+    try:
+        if type_name == "float":
+            if isinstance(value, bool):
+                raise TypeError
+            number = float(value)
+            if not math.isfinite(number) or number < 0:
+                raise ValueError
+            return number
+        if type_name == "int":
+            if isinstance(value, bool) or float(value) != int(value):
+                raise TypeError
+            return int(value)
+        if type_name == "bool":
+            if not isinstance(value, bool):
+                raise TypeError
+            return value
+        if type_name.startswith("tuple"):
+            if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+                raise TypeError
+            return tuple(value)
+        if type_name == "str":
+            if not isinstance(value, str):
+                raise TypeError
+            return value
+    except (TypeError, ValueError):
+        pass
+    else:
+        return value
+    raise PolicyError(f"{where}: {name}={value!r} is not a valid {type_name}")

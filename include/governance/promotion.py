@@ -1,0 +1,118 @@
+"""Promotion: move ``@champion`` to an approved, validated challenger, and nothing else."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from mlflow import MlflowClient
+
+from include.governance import lifecycle as lc
+from include.governance.approval import read_record, reviewer_problem
+from include.governance.lifecycle import ApprovalStatus
+from include.governance.policy import ApprovalPolicy
+from include.governance.registry import get_aliases, require_version, set_tags
+
+log = logging.getLogger(__name__)
+
+
+class PromotionRefused(RuntimeError):
+    """The version may not become champion; the champion was not touched."""
+
+
+class PromotionError(RuntimeError):
+    """The registry did not end in the expected state after moving the alias."""
+
+
+@dataclass(frozen=True)
+class PromotionResult:
+    model_name: str
+    version: str
+    previous_champion: str | None
+    changed: bool
+
+    def as_xcom(self) -> dict:
+        return {
+            "model_name": self.model_name,
+            "champion_version": self.version,
+            "previous_champion_version": self.previous_champion,
+            "changed": self.changed,
+        }
+
+
+def promotion_problem(tags: dict[str, str], aliases: dict[str, str], version: str, policy: ApprovalPolicy, where: str) -> str | None:
+    """Why ``version`` may not be promoted now, or None. Reads only the registry's state."""
+    if tags.get(lc.VALIDATION_STATUS) != lc.ValidationStatus.PASSED.value:
+        return f"{where} is not validated ({lc.VALIDATION_STATUS}={tags.get(lc.VALIDATION_STATUS)!r})"
+    record = read_record(tags, where=where)
+    if record.status is not ApprovalStatus.APPROVED:
+        status = record.status.value if record.status else None
+        return f"{where} is not approved ({lc.APPROVAL_STATUS}={status!r})"
+    problem = reviewer_problem(record, policy)
+    if problem:
+        return f"{where}: {problem}"
+    if aliases.get(lc.CHAMPION) == version:
+        return None
+    if aliases.get(lc.CHALLENGER) != version:
+        return (
+            f"{where} is no longer the candidate (@{lc.CHALLENGER} is "
+            f"{aliases.get(lc.CHALLENGER) or 'unset'}): a stale approval does not promote"
+        )
+    baseline = tags.get(lc.VALIDATION_BASELINE_VERSION, lc.NO_BASELINE)
+    current = aliases.get(lc.CHAMPION) or lc.NO_BASELINE
+    if baseline != current:
+        return (
+            f"{where} was validated against champion {baseline} but the champion is now {current}; "
+            "re-validate it before promoting"
+        )
+    return None
+
+
+def promote(client: MlflowClient, model_name: str, version: str | int, policy: ApprovalPolicy) -> PromotionResult:
+    """Make an approved challenger the champion, keeping the old one as ``@previous_champion``.
+
+    Idempotent: promoting the current champion again changes nothing and confirms it.
+
+    :raises PromotionRefused: not validated, not approved, approver not allowed, or stale.
+    :raises PromotionError: the alias did not read back as expected.
+    """
+    version = str(version)
+    where = f"{model_name} v{version}"
+    mv = require_version(client, model_name, version)
+    aliases = get_aliases(client, model_name)
+    problem = promotion_problem(mv.tags, aliases, version, policy, where)
+    if problem:
+        raise PromotionRefused(problem)
+
+    old = aliases.get(lc.CHAMPION)
+    if old == version:
+        log.info("%s is already @%s; nothing to change", where, lc.CHAMPION)
+        _read_back(client, model_name, version)
+        return PromotionResult(model_name, version, mv.tags.get(lc.PREVIOUS_CHAMPION_VERSION), changed=False)
+
+    now = lc.utc_now_iso()
+    if old is not None:
+        client.set_registered_model_alias(model_name, lc.PREVIOUS_CHAMPION, old)
+        set_tags(client, model_name, old, {lc.ARCHIVED_TIMESTAMP: now})
+    client.set_registered_model_alias(model_name, lc.CHAMPION, version)
+    set_tags(
+        client,
+        model_name,
+        version,
+        {
+            lc.PROMOTION_TIMESTAMP: now,
+            lc.PREVIOUS_CHAMPION_VERSION: old or lc.NO_BASELINE,
+            lc.AUTO_PROMOTED: "false" if mv.tags.get(lc.APPROVED_BY) else "true",
+        },
+    )
+    if get_aliases(client, model_name).get(lc.CHALLENGER) == version:
+        client.delete_registered_model_alias(model_name, lc.CHALLENGER)
+    _read_back(client, model_name, version)
+    log.info("%s is now @%s (previous: %s)", where, lc.CHAMPION, old or "none")
+    return PromotionResult(model_name, version, old, changed=True)
+
+
+def _read_back(client: MlflowClient, model_name: str, version: str) -> None:
+    seen = get_aliases(client, model_name).get(lc.CHAMPION)
+    if seen != version:
+        raise PromotionError(f"@{lc.CHAMPION} of {model_name} reads back as {seen}, expected {version}")

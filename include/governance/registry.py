@@ -1,0 +1,190 @@
+"""Registry reads and writes shared by the operators, the sensor and the reviewer tools.
+
+Every function takes a plain ``MlflowClient``; nothing here knows about Airflow.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+
+
+log = logging.getLogger(__name__)
+
+_READY = "READY"
+_FAILED_REGISTRATION = "FAILED_REGISTRATION"
+
+
+class RegistryError(RuntimeError):
+    """The registry is not in the state an operation needs; the message names what was seen."""
+
+
+def _error_code(exc: MlflowException) -> str:
+    return str(getattr(exc, "error_code", ""))
+
+
+def get_aliases(client: MlflowClient, model_name: str) -> dict[str, str]:
+    """Return ``{alias: version}`` for a registered model ({} when the model does not exist).
+
+    One call reads every alias: ``search_model_versions`` does not fill aliases on SQL stores.
+    """
+    try:
+        model = client.get_registered_model(model_name)
+    except MlflowException as exc:
+        if _error_code(exc) == "RESOURCE_DOES_NOT_EXIST":
+            return {}
+        raise
+    return {alias: str(version) for alias, version in (model.aliases or {}).items()}
+
+
+def alias_version(client: MlflowClient, model_name: str, alias: str) -> str | None:
+    """The version an alias points at, or None when the alias (or the model) is not set."""
+    return get_aliases(client, model_name).get(alias)
+
+
+def find_version_for_run(client: MlflowClient, model_name: str, run_id: str) -> ModelVersion | None:
+    """The version registered from ``run_id``, if any (the oldest when several exist)."""
+    _check_quoting(model_name=model_name, run_id=run_id)
+    found = client.search_model_versions(f"name = '{model_name}' and run_id = '{run_id}'")
+    if not found:
+        return None
+    return min(found, key=lambda mv: int(mv.version))
+
+
+def register_version(
+    client: MlflowClient,
+    *,
+    model_name: str,
+    model_uri: str,
+    run_id: str,
+    tags: dict[str, str],
+    description: str | None = None,
+    await_ready_seconds: float = 300,
+) -> tuple[ModelVersion, bool]:
+    """Create a version from a run's model, or return the one a previous try created.
+
+    Idempotent: a retried task finds the version made from the same run instead of adding one.
+    The artifact is checked first, so no version ever points at a missing model.
+
+    :param model_uri: the logged model's URI (``models:/m-...`` or ``runs:/<run>/model``).
+    :param run_id: the MLflow run the model was logged in.
+    :param tags: lineage tags to set on the version (also re-applied to an existing one).
+    :return: the version and whether this call created it.
+    """
+    existing = find_version_for_run(client, model_name, run_id)
+    if existing is not None:
+        log.info("Run %s is already registered as %s v%s", run_id, model_name, existing.version)
+        for key, value in tags.items():
+            if existing.tags.get(key) != value:
+                client.set_model_version_tag(model_name, existing.version, key, value)
+        return client.get_model_version(model_name, existing.version), False
+
+    source, model_id = _resolve_model_source(client, model_uri, run_id)
+    try:
+        client.create_registered_model(model_name)
+    except MlflowException as exc:
+        if _error_code(exc) != "RESOURCE_ALREADY_EXISTS":
+            raise
+    version = client.create_model_version(
+        name=model_name,
+        source=source,
+        run_id=run_id,
+        tags=tags,
+        description=description,
+        model_id=model_id,
+        await_creation_for=0,
+    )
+    version = _await_ready(client, model_name, version.version, await_ready_seconds)
+    log.info("Registered %s v%s from run %s", model_name, version.version, run_id)
+    return version, True
+
+
+def _resolve_model_source(client: MlflowClient, model_uri: str, run_id: str) -> tuple[str, str | None]:
+    """Check that the model's MLmodel file exists and return (source, logged model id)."""
+    if model_uri.startswith("models:/m-"):
+        model_id = model_uri.removeprefix("models:/")
+        logged = client.get_logged_model(model_id)
+        if logged.source_run_id and logged.source_run_id != run_id:
+            raise RegistryError(
+                f"logged model {model_id} comes from run {logged.source_run_id}, not run {run_id}"
+            )
+        artifact_uri = logged.artifact_location
+    elif model_uri.startswith(f"runs:/{run_id}/"):
+        model_id = None
+        path = model_uri.removeprefix(f"runs:/{run_id}/").strip("/")
+        artifact_uri = f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{path}"
+    else:
+        raise RegistryError(
+            f"model URI {model_uri!r} is neither a logged model (models:/m-...) nor a model of "
+            f"run {run_id} (runs:/{run_id}/...)"
+        )
+    problem = artifact_problem(client, artifact_uri, model_uri)
+    if problem:
+        raise RegistryError(f"{problem}; refusing to register a version that points at it")
+    return model_uri, model_id
+
+
+def artifact_problem(client: MlflowClient, artifact_uri: str, what: str) -> str | None:
+    """Why the model at ``artifact_uri`` cannot be loaded, or None when its MLmodel is there.
+
+    Connection errors of the artifact store propagate: they are faults to retry, not verdicts.
+    """
+    import mlflow.artifacts
+
+    files = mlflow.artifacts.list_artifacts(artifact_uri=artifact_uri, tracking_uri=client.tracking_uri)
+    names = {f.path.rsplit("/", 1)[-1] for f in files}
+    if "MLmodel" not in names:
+        return f"{what} has no MLmodel file at {artifact_uri} (artifact missing or deleted)"
+    return None
+
+
+def model_artifact_problem(client: MlflowClient, mv: ModelVersion) -> str | None:
+    """Why a registered version's model cannot be loaded, or None when its artifact is there."""
+    uri = client.get_model_version_download_uri(mv.name, mv.version)
+    return artifact_problem(client, uri, f"{mv.name} v{mv.version}")
+
+
+def _await_ready(client: MlflowClient, model_name: str, version: str, timeout: float) -> ModelVersion:
+    deadline = time.monotonic() + timeout
+    while True:
+        mv = client.get_model_version(model_name, version)
+        if mv.status == _READY:
+            return mv
+        if mv.status == _FAILED_REGISTRATION:
+            raise RegistryError(
+                f"{model_name} v{version} failed registration: {mv.status_message or 'no message'}"
+            )
+        if time.monotonic() > deadline:
+            raise RegistryError(
+                f"{model_name} v{version} still {mv.status} after {timeout:.0f} s"
+            )
+        time.sleep(1)
+
+
+def set_tags(client: MlflowClient, model_name: str, version: str, tags: dict[str, str]) -> None:
+    """Set several tags on one version."""
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, version, key, str(value))
+
+
+def _check_quoting(**values: str) -> None:
+    """Refuse values that would break out of a registry filter string."""
+    for name, value in values.items():
+        if not value or "'" in value or "\\" in value:
+            raise ValueError(f"{name} {value!r} is empty or contains a quote or backslash")
+
+
+def require_version(client: MlflowClient, model_name: str, version: str | int) -> ModelVersion:
+    """Fetch a version, with an error that names it when it does not exist."""
+    try:
+        return client.get_model_version(model_name, str(version))
+    except MlflowException as exc:
+        if _error_code(exc) == "RESOURCE_DOES_NOT_EXIST":
+            raise RegistryError(f"model version {model_name} v{version} does not exist") from None
+        raise
+
+

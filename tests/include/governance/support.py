@@ -1,0 +1,37 @@
+"""Small real models logged to a real MLflow store, for the registry tests."""
+
+from __future__ import annotations
+
+from include.governance import lifecycle as lc
+from include.governance.registry import register_version
+
+MODEL = "test_model"
+
+
+def log_tiny_model(client, experiment_id: str, metrics: dict[str, float], params: dict | None = None) -> tuple[str, str]:
+    """Log a run with the given metrics and a real (tiny) pyfunc model; return (run_id, model_uri)."""
+    import mlflow
+    import mlflow.pyfunc
+
+    class ConstantModel(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input, params=None):
+            return [0.5] * len(model_input)
+
+    mlflow.set_tracking_uri(client.tracking_uri)
+    with mlflow.start_run(experiment_id=experiment_id) as run:
+        mlflow.log_metrics(metrics)
+        mlflow.log_params(params or GOOD_PARAMS)
+        info = mlflow.pyfunc.log_model(name="model", python_model=ConstantModel(), pip_requirements=["mlflow"])
+    return run.info.run_id, info.model_uri
+
+
+GOOD_METRICS = {"accuracy": 0.80, "precision": 0.78, "recall": 0.76, "f1_score": 0.77, "roc_auc": 0.85}
+GOOD_PARAMS = {
+    "dataset_train_size": 80000,
+    "dataset_feature_count": 8,
+    "dataset_duplicate_count": 0,
+    "dataset_missing_values": 0,
+    "dataset_out_of_range": 0,
+}
+
+
