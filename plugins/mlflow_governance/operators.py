@@ -1,0 +1,204 @@
+"""Operators that wrap MLflow Model Registry steps of the lifecycle.
+
+Every operator takes keyword-only arguments, templates its identifiers (so XComArgs and Jinja
+resolve at run time) and builds its client in ``execute``. Refusals that a retry cannot fix
+(a rejected or stale version) raise ``AirflowFailException`` so the task fails without retrying.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Any
+
+from airflow.sdk import BaseOperator, Context
+from airflow.sdk.exceptions import AirflowFailException
+
+from mlflow_governance.hooks import MlflowHook
+
+
+def load_policy(policy_path: str | None, overrides: dict[str, Any] | None, approval_mode: str | None = None):
+    """The governance policy with this run's overrides applied (errors fail the task for good)."""
+    from include.governance.policy import GovernancePolicy, PolicyError
+
+    merged = dict(overrides or {})
+    if approval_mode:
+        merged["mode"] = approval_mode
+    try:
+        return GovernancePolicy.load(policy_path or None).with_overrides(merged)
+    except PolicyError as exc:
+        raise AirflowFailException(f"Invalid governance policy: {exc}") from exc
+
+
+class _MlflowRegistryOperator(BaseOperator):
+    """Shared plumbing: the connection id and a lazily built hook."""
+
+    def __init__(self, *, model_name: str, mlflow_conn_id: str = MlflowHook.default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model_name = model_name
+        self.mlflow_conn_id = mlflow_conn_id
+
+    @cached_property
+    def hook(self) -> MlflowHook:
+        return MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
+
+
+class RegisterModelVersionOperator(_MlflowRegistryOperator):
+    """Register a run's model as a new version, or find the version a previous try made.
+
+    :param model_name: registered model name.
+    :param run_id: the MLflow run the model was logged in.
+    :param model_uri: the logged model's URI (``models:/m-...`` or ``runs:/<run_id>/model``).
+    :param data_fingerprint: fingerprint of the training data, written as a lineage tag.
+    :param submitted_by: who submitted the model (the DAG run's triggering user by default).
+    """
+
+    template_fields: Sequence[str] = ("model_name", "run_id", "model_uri", "data_fingerprint", "submitted_by")
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        model_uri: str,
+        data_fingerprint: str,
+        submitted_by: str = "{{ dag_run.triggering_user_name or 'airflow' }}",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.run_id = run_id
+        self.model_uri = model_uri
+        self.data_fingerprint = data_fingerprint
+        self.submitted_by = submitted_by
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from include.governance import lifecycle as lc
+        from include.governance.registry import register_version
+
+        tags = {
+            lc.SUBMITTED_BY: self.submitted_by or "airflow",
+            lc.AIRFLOW_DAG_ID: context["dag"].dag_id,
+            lc.AIRFLOW_RUN_ID: context["run_id"],
+            lc.DATA_FINGERPRINT: self.data_fingerprint,
+        }
+        version, created = register_version(
+            self.hook.get_conn(),
+            model_name=self.model_name,
+            model_uri=self.model_uri,
+            run_id=self.run_id,
+            tags=tags,
+            description=f"Trained by Airflow DAG {context['dag'].dag_id}, run {context['run_id']}",
+        )
+        self.log.info("%s %s v%s", "Registered" if created else "Found", self.model_name, version.version)
+        return {"model_name": self.model_name, "version": str(version.version), "created": created}
+
+
+class ValidateModelVersionOperator(_MlflowRegistryOperator):
+    """Run the policy's quality gates on a version and record the verdict on it.
+
+    A failed validation is a verdict, not a task failure: it is tagged on the version and the
+    approval step rejects it.
+
+    :param version: the model version to validate.
+    :param policy_path: a governance policy YAML (the packaged one when empty).
+    :param policy_overrides: per-run threshold overrides, e.g. ``{"min_accuracy": 0.8}``.
+    """
+
+    template_fields: Sequence[str] = ("model_name", "version", "policy_path", "policy_overrides")
+
+    def __init__(
+        self,
+        *,
+        version: str,
+        policy_path: str | None = None,
+        policy_overrides: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.version = version
+        self.policy_path = policy_path
+        self.policy_overrides = policy_overrides
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from include.governance.validation import validate_model_version
+
+        policy = load_policy(self.policy_path, self.policy_overrides)
+        outcome = validate_model_version(self.hook.get_conn(), self.model_name, self.version, policy)
+        if outcome.passed:
+            self.log.info("%s v%s passed validation", self.model_name, outcome.version)
+        else:
+            self.log.warning("%s v%s failed validation: %s", self.model_name, outcome.version, outcome.summary)
+        return outcome.as_xcom()
+
+
+class RequestApprovalOperator(_MlflowRegistryOperator):
+    """Apply the approval policy to a validated version and record the decision on it.
+
+    Approved and pending decisions succeed (the sensor then waits for a person where needed);
+    a rejection fails the task without retry, with the reason.
+
+    :param version: the model version.
+    :param approval_mode: ``auto`` (the policy decides) or ``manual`` (a person must approve).
+    """
+
+    template_fields: Sequence[str] = ("model_name", "version", "approval_mode", "policy_path", "policy_overrides")
+
+    def __init__(
+        self,
+        *,
+        version: str,
+        approval_mode: str | None = None,
+        policy_path: str | None = None,
+        policy_overrides: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.version = version
+        self.approval_mode = approval_mode
+        self.policy_path = policy_path
+        self.policy_overrides = policy_overrides
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from include.governance.approval import request_approval
+        from include.governance.lifecycle import ApprovalStatus
+
+        policy = load_policy(self.policy_path, self.policy_overrides, self.approval_mode)
+        decision = request_approval(self.hook.get_conn(), self.model_name, self.version, policy.approval)
+        if decision.status is ApprovalStatus.REJECTED:
+            raise AirflowFailException(f"{self.model_name} v{self.version} rejected: {decision.reason}")
+        self.log.info("%s v%s: %s (%s)", self.model_name, self.version, decision.status.value, decision.reason)
+        return {"model_name": self.model_name, "version": str(self.version), "status": decision.status.value, "reason": decision.reason}
+
+
+class PromoteModelVersionOperator(_MlflowRegistryOperator):
+    """Move ``@champion`` to an approved, validated ``@challenger`` and read it back.
+
+    Refuses (without retry) a version that is not approved, not validated, or no longer the
+    candidate; the champion is then left where it was.
+
+    :param version: the model version to promote.
+    """
+
+    template_fields: Sequence[str] = ("model_name", "version", "policy_path", "policy_overrides")
+
+    def __init__(
+        self,
+        *,
+        version: str,
+        policy_path: str | None = None,
+        policy_overrides: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.version = version
+        self.policy_path = policy_path
+        self.policy_overrides = policy_overrides
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from include.governance.promotion import PromotionRefused, promote
+
+        policy = load_policy(self.policy_path, self.policy_overrides)
+        try:
+            result = promote(self.hook.get_conn(), self.model_name, self.version, policy.approval)
+        except PromotionRefused as exc:
+            raise AirflowFailException(f"Promotion refused: {exc}") from exc
+        return result.as_xcom()

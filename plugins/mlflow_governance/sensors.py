@@ -1,0 +1,113 @@
+"""A sensor that waits for the approval decision recorded on a model version."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
+from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
+
+from mlflow_governance.hooks import MlflowHook
+from mlflow_governance.operators import load_policy
+
+
+class ModelVersionApprovalSensor(BaseSensorOperator):
+    """Wait until a version's ``approval_status`` tag says approved.
+
+    approved -> success (after checking the approver against the policy); rejected -> fail
+    without retry, saying who rejected it and why; pending, needs_review or expired -> keep
+    waiting. On timeout a version still awaiting a decision is tagged ``expired`` (never
+    approved by default) and the task fails; once a reviewer has decided, clearing this task
+    resumes the run. Runs in reschedule mode by default, so no worker slot is held while waiting.
+
+    :param model_name: registered model name.
+    :param version: the model version.
+    :param approval_timeout_minutes: how long to wait (templated; overrides ``timeout``).
+    :param policy_path: a governance policy YAML (the packaged one when empty).
+    :param policy_overrides: per-run policy overrides (e.g. an approvers allow-list).
+    """
+
+    template_fields: Sequence[str] = (
+        "model_name",
+        "version",
+        "approval_timeout_minutes",
+        "policy_path",
+        "policy_overrides",
+    )
+    ui_color = "#fff3d6"
+
+    def __init__(
+        self,
+        *,
+        model_name: str,
+        version: str,
+        approval_timeout_minutes: float | str | None = None,
+        policy_path: str | None = None,
+        policy_overrides: dict[str, Any] | None = None,
+        mlflow_conn_id: str = MlflowHook.default_conn_name,
+        mode: str = "reschedule",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(mode=mode, **kwargs)
+        self.model_name = model_name
+        self.version = version
+        self.approval_timeout_minutes = approval_timeout_minutes
+        self.policy_path = policy_path
+        self.policy_overrides = policy_overrides
+        self.mlflow_conn_id = mlflow_conn_id
+
+    @cached_property
+    def hook(self) -> MlflowHook:
+        return MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
+
+    def execute(self, context: Context) -> Any:
+        if self.approval_timeout_minutes not in (None, ""):
+            try:
+                minutes = float(self.approval_timeout_minutes)
+            except (TypeError, ValueError):
+                raise AirflowFailException(
+                    f"approval_timeout_minutes={self.approval_timeout_minutes!r} is not a number"
+                ) from None
+            if minutes <= 0:
+                raise AirflowFailException(f"approval_timeout_minutes must be positive, got {minutes}")
+            self.timeout = minutes * 60
+        try:
+            return super().execute(context)
+        except AirflowSensorTimeout:
+            from include.governance.approval import expire
+
+            waited = f"{self.timeout / 60:g} minutes"
+            if expire(self.hook.get_conn(), self.model_name, self.version, waited=waited):
+                self.log.warning("%s v%s expired after %s without a decision", self.model_name, self.version, waited)
+            raise
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        from include.governance.approval import read_record, reviewer_problem
+        from include.governance.lifecycle import ApprovalStatus
+        from include.governance.registry import require_version
+
+        where = f"{self.model_name} v{self.version}"
+        mv = require_version(self.hook.get_conn(), self.model_name, self.version)
+        try:
+            record = read_record(mv.tags, where=where)
+        except ValueError as exc:
+            raise AirflowFailException(str(exc)) from exc
+        if record.status is None:
+            raise AirflowFailException(f"{where} has no approval request (run the approve task first)")
+        if record.status is ApprovalStatus.REJECTED:
+            who = record.approved_by or "the approval policy"
+            notes = f": {record.notes}" if record.notes else ""
+            raise AirflowFailException(f"{where} was rejected by {who} ({record.reason}){notes}")
+        if record.status is ApprovalStatus.APPROVED:
+            problem = reviewer_problem(record, load_policy(self.policy_path, self.policy_overrides).approval)
+            if problem:
+                raise AirflowFailException(f"{where}: approval not accepted: {problem}")
+            self.log.info("%s approved by %s", where, record.approved_by or "policy")
+            return PokeReturnValue(
+                is_done=True,
+                xcom_value={"status": record.status.value, "approved_by": record.approved_by},
+            )
+        self.log.info("%s is %s; waiting for a reviewer", where, record.status.value)
+        return False
