@@ -1,0 +1,669 @@
+"""Wiring of the production stack: docker-compose.yaml, .env.example and the init scripts agree.
+
+The compose file is read with PyYAML and interpolated here the way Compose does it (with the
+values of .env.example), so these tests need no Docker. The init scripts run for real against
+stand-in `airflow` and `psql` commands that record what they were asked to do. Only
+test_docker_compose_config_* call the `docker-compose` binary, and skip where it is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = ROOT / "docker-compose.yaml"
+ENV_EXAMPLE = ROOT / ".env.example"
+POSTGRES_INIT = ROOT / "docker" / "postgres" / "init-databases.sh"
+AIRFLOW_INIT = ROOT / "docker" / "airflow" / "init.sh"
+MLFLOW_DOCKERFILE = ROOT / "docker" / "mlflow" / "Dockerfile"
+MLFLOW_REQUIREMENTS = ROOT / "docker" / "mlflow" / "requirements.txt"
+AIRFLOW_DOCKERFILE = ROOT / "docker" / "airflow" / "Dockerfile"
+REQUIREMENTS = ROOT / "requirements.txt"
+
+# ${NAME}, ${NAME:-default}, ${NAME-default}, ${NAME:?error}, ${NAME?error}
+REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
+CREDENTIAL_NAME = re.compile(r"PASSWORD|SECRET|FERNET|ACCESS_KEY")
+PLACEHOLDER = "change-me"
+AIRFLOW_IMAGE_PREFIX = "movie-recommender-airflow"
+ONE_SHOT_SERVICES = {"airflow-init", "minio-create-bucket"}
+
+
+def parse_env_file(path: Path) -> dict[str, str]:
+    """Read KEY=VALUE lines of a .env file (comments and blank lines skipped).
+
+    :param path: the .env file.
+    """
+    values = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, sep, value = line.partition("=")
+            assert sep, f"{path.name}: line without '=': {line!r}"
+            values[key.strip()] = value
+    return values
+
+
+def interpolate(text: str, env: dict[str, str]) -> str:
+    """Substitute ${...} references as Compose does; '$$' stays a literal '$'.
+
+    :param text: a string value of the compose file.
+    :param env: the variables (the contents of the .env file).
+    """
+
+    def substitute(match: re.Match) -> str:
+        name, operator, argument = match.groups()
+        value = env.get(name)
+        if operator in (":-", "-"):
+            missing = not value if operator == ":-" else value is None
+            return argument if missing else value
+        if operator in (":?", "?"):
+            missing = not value if operator == ":?" else value is None
+            if missing:
+                raise KeyError(f"{name} is required: {argument}")
+            return value
+        if value is None:
+            raise KeyError(f"{name} is not set and has no default")
+        return value
+
+    return "$".join(REFERENCE.sub(substitute, part) for part in text.split("$$"))
+
+
+def interpolate_tree(node, env: dict[str, str]):
+    """Interpolate every string value in a loaded YAML tree.
+
+    :param node: a dict, list or scalar from yaml.safe_load.
+    :param env: the variables.
+    """
+    if isinstance(node, dict):
+        return {key: interpolate_tree(value, env) for key, value in node.items()}
+    if isinstance(node, list):
+        return [interpolate_tree(item, env) for item in node]
+    if isinstance(node, str):
+        return interpolate(node, env)
+    return node
+
+
+def references(node) -> list[re.Match]:
+    """Return the ${...} references in the string values of a YAML tree ('$$' escapes skipped).
+
+    :param node: a dict, list or scalar from yaml.safe_load.
+    """
+    if isinstance(node, dict):
+        return [match for value in node.values() for match in references(value)]
+    if isinstance(node, list):
+        return [match for item in node for match in references(item)]
+    if isinstance(node, str):
+        return [match for part in node.split("$$") for match in REFERENCE.finditer(part)]
+    return []
+
+
+def environment(service: dict) -> dict[str, str]:
+    """Return a service's environment as a dict, whichever form the file uses.
+
+    :param service: one entry of `services`.
+    """
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) for item in env)
+    return {key: "" if value is None else str(value) for key, value in env.items()}
+
+
+def container_ports(service: dict) -> set[int]:
+    """Return the container side of a service's published ports.
+
+    :param service: one entry of `services`.
+    """
+    return {int(str(mapping).split(":")[-1].split("/")[0]) for mapping in service.get("ports", [])}
+
+
+def command_options(service: dict) -> dict[str, str]:
+    """Return the --name=value options of a service's command list.
+
+    :param service: one entry of `services`.
+    """
+    options = {}
+    for item in service["command"]:
+        if item.startswith("--"):
+            name, _, value = item.partition("=")
+            options[name] = value
+    return options
+
+
+def secret_free(env: dict[str, str]) -> dict[str, str]:
+    """Replace the .env.example placeholders with values a real .env could hold.
+
+    :param env: the variables of .env.example.
+    """
+    return {key: value.replace(PLACEHOLDER, "s3cret") for key, value in env.items()}
+
+
+def make_recorder(directory: Path, name: str) -> Path:
+    """Write a stand-in command that appends its arguments (and stdin) to NAME.jsonl.
+
+    :param directory: where the command is written (put first on PATH).
+    :param name: the command to stand in for, e.g. "airflow".
+    """
+    script = directory / name
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import json, os, sys\n"
+        "args = sys.argv[1:]\n"
+        "record = {'args': args, 'stdin': '' if sys.stdin.isatty() else sys.stdin.read()}\n"
+        "if args[:2] == ['connections', 'import']:\n"
+        "    with open(args[-1], encoding='utf-8') as handle:\n"
+        "        record['file'] = json.load(handle)\n"
+        f"with open(os.path.join({str(directory)!r}, {name + '.jsonl'!r}), 'a') as log:\n"
+        "    log.write(json.dumps(record) + '\\n')\n",
+        encoding="utf-8",
+    )
+    script.chmod(0o755)
+    return script
+
+
+def read_records(directory: Path, name: str) -> list[dict]:
+    """Return what a stand-in command recorded, one dict per call.
+
+    :param directory: where make_recorder wrote it.
+    :param name: the command name.
+    """
+    log = directory / f"{name}.jsonl"
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+
+
+def run_script(script: Path, env: dict[str, str], bin_dir: Path) -> subprocess.CompletedProcess:
+    """Run a shell script with only the given environment and the stand-ins first on PATH.
+
+    :param script: the script to run with bash.
+    :param env: its environment (PATH is added).
+    :param bin_dir: directory of the stand-in commands.
+    """
+    (bin_dir / "python").unlink(missing_ok=True)
+    (bin_dir / "python").symlink_to(sys.executable)
+    full_env = {**env, "PATH": f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin"}
+    return subprocess.run(
+        ["bash", str(script)],
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def compose_text() -> str:
+    return COMPOSE_FILE.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def raw_compose(compose_text) -> dict:
+    return yaml.safe_load(compose_text)
+
+
+@pytest.fixture(scope="module")
+def env_example() -> dict[str, str]:
+    return parse_env_file(ENV_EXAMPLE)
+
+
+@pytest.fixture(scope="module")
+def deploy_env(env_example) -> dict[str, str]:
+    return secret_free(env_example)
+
+
+@pytest.fixture(scope="module")
+def services(raw_compose, deploy_env) -> dict[str, dict]:
+    return interpolate_tree(raw_compose, deploy_env)["services"]
+
+
+@pytest.fixture(scope="module")
+def airflow_services(services) -> dict[str, dict]:
+    return {
+        name: service
+        for name, service in services.items()
+        if str(service.get("image", "")).startswith(AIRFLOW_IMAGE_PREFIX)
+    }
+
+
+@pytest.fixture(scope="module")
+def mlflow_port(services) -> int:
+    return int(command_options(services["mlflow"])["--port"])
+
+
+@pytest.fixture(scope="module")
+def imported_connections(services, tmp_path_factory) -> dict:
+    """Run docker/airflow/init.sh as airflow-init would, and return the connections it imports."""
+    work = tmp_path_factory.mktemp("airflow-init")
+    make_recorder(work, "airflow")
+    env = environment(services["airflow-init"])
+    env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = str(work / "auth" / "passwords.json")
+    result = run_script(AIRFLOW_INIT, env, work)
+    assert result.returncode == 0, f"init.sh failed:\n{result.stdout}\n{result.stderr}"
+    calls = [record["args"] for record in read_records(work, "airflow")]
+    assert calls[0] == ["db", "migrate"], f"init.sh must migrate first, called: {calls}"
+    imports = [record for record in read_records(work, "airflow") if "file" in record]
+    assert len(imports) == 1 and "--overwrite" in imports[0]["args"], calls
+    passwords = json.loads((work / "auth" / "passwords.json").read_text(encoding="utf-8"))
+    assert passwords == {env["AIRFLOW_ADMIN_USERNAME"]: env["AIRFLOW_ADMIN_PASSWORD"]}
+    return imports[0]["file"]
+
+
+# ---- variables and credentials ---------------------------------------------------------------
+
+
+def test_every_variable_is_documented_in_env_example(raw_compose, env_example):
+    used = {match.group(1) for match in references(raw_compose)}
+    undocumented = sorted(used - set(env_example))
+    assert not undocumented, f".env.example lacks variables used by docker-compose.yaml: {undocumented}"
+
+
+def test_every_env_example_variable_has_a_comment():
+    lines = ENV_EXAMPLE.read_text(encoding="utf-8").splitlines()
+    for index, line in enumerate(lines):
+        if line.strip() and not line.lstrip().startswith("#"):
+            previous = lines[index - 1].strip() if index else ""
+            assert previous.startswith("#"), f".env.example: {line.split('=')[0]} has no comment above it"
+
+
+def test_every_reference_has_a_default_or_fails_loudly(raw_compose):
+    for match in references(raw_compose):
+        name, operator, argument = match.groups()
+        assert operator in (":-", ":?"), f"{match.group(0)}: use ${{{name}:?...}} or ${{{name}:-...}}"
+        if CREDENTIAL_NAME.search(name) or name.endswith(("_USER", "_USERNAME")):
+            assert operator == ":?" and argument.strip(), f"credential {name} must be ${{{name}:?message}}"
+
+
+def test_unbraced_variables_are_not_used(compose_text):
+    # Compose would interpolate $NAME from the host; container-side references must be $$NAME.
+    bare = re.findall(r"(?<!\$)\$(?!\$|\{)[A-Za-z_]", compose_text.replace("$$", ""))
+    assert not bare, "docker-compose.yaml uses $NAME; write ${NAME:?...} or $${NAME}"
+
+
+def test_compose_file_holds_no_literal_credentials(raw_compose, compose_text, env_example):
+    for name, service in raw_compose["services"].items():
+        for key, value in environment(service).items():
+            # *_FILE settings hold paths, not secrets.
+            if CREDENTIAL_NAME.search(key) and not key.endswith("_FILE"):
+                assert re.fullmatch(REFERENCE, value), f"{name}: {key} must come from .env, got {value!r}"
+    # user:password@ in any URI must be made of references only.
+    without_references = REFERENCE.sub("<ref>", compose_text)
+    for userinfo in re.findall(r"://([^@/\s\"']*)@", without_references):
+        assert set(userinfo.replace("<ref>", "")) <= {":"}, f"literal credential in URI: {userinfo!r}"
+    for key, value in env_example.items():
+        if PLACEHOLDER in value:
+            assert value not in compose_text, f"value of {key} is written in docker-compose.yaml"
+
+
+def test_env_example_holds_placeholders_not_secrets(env_example):
+    for key, value in env_example.items():
+        if CREDENTIAL_NAME.search(key):
+            assert PLACEHOLDER in value, f".env.example: {key} must be a {PLACEHOLDER} placeholder"
+
+
+def test_a_missing_credential_stops_interpolation(raw_compose, deploy_env):
+    incomplete = {key: value for key, value in deploy_env.items() if key != "MLFLOW_DB_PASSWORD"}
+    with pytest.raises(KeyError, match="MLFLOW_DB_PASSWORD"):
+        interpolate_tree(raw_compose, incomplete)
+
+
+# ---- PostgreSQL ------------------------------------------------------------------------------
+
+
+def _postgres_target(uri: str, services: dict) -> tuple[str, str, str]:
+    parts = urlsplit(uri)
+    assert parts.hostname == "postgres" and "postgres" in services, f"{uri} must reach the postgres service"
+    assert parts.port == 5432, f"{uri} must use PostgreSQL's port 5432"
+    return parts.path.lstrip("/"), parts.username, parts.password
+
+
+def test_mlflow_backend_store_is_the_mlflow_database(services):
+    uri = environment(services["mlflow"])["MLFLOW_BACKEND_STORE_URI"]
+    assert uri.startswith("postgresql://"), uri
+    database, user, password = _postgres_target(uri, services)
+    postgres_env = environment(services["postgres"])
+    assert (database, user, password) == (
+        postgres_env["MLFLOW_DB_NAME"],
+        postgres_env["MLFLOW_DB_USER"],
+        postgres_env["MLFLOW_DB_PASSWORD"],
+    )
+
+
+def test_airflow_metadata_and_celery_results_use_the_airflow_database(airflow_services, services):
+    postgres_env = environment(services["postgres"])
+    expected = (
+        postgres_env["AIRFLOW_DB_NAME"],
+        postgres_env["AIRFLOW_DB_USER"],
+        postgres_env["AIRFLOW_DB_PASSWORD"],
+    )
+    for name, service in airflow_services.items():
+        env = environment(service)
+        for key in ("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW__CELERY__RESULT_BACKEND"):
+            assert _postgres_target(env[key], services) == expected, f"{name}: {key}"
+
+
+def test_postgres_init_creates_the_databases_the_services_use(services, imported_connections, tmp_path):
+    mounts = services["postgres"]["volumes"]
+    assert any(
+        m.startswith("./docker/postgres/init-databases.sh:/docker-entrypoint-initdb.d/") for m in mounts
+    ), f"init-databases.sh is not mounted into /docker-entrypoint-initdb.d: {mounts}"
+    assert os.access(POSTGRES_INIT, os.X_OK), "the postgres image sources a non-executable init script"
+    make_recorder(tmp_path, "psql")
+    result = run_script(POSTGRES_INIT, environment(services["postgres"]), tmp_path)
+    assert result.returncode == 0, result.stderr
+    created = set()
+    for record in read_records(tmp_path, "psql"):
+        args = record["args"]
+        variables = dict(args[i + 1].split("=", 1) for i, arg in enumerate(args) if arg == "-v")
+        assert variables.get("ON_ERROR_STOP") == "1"
+        assert 'CREATE DATABASE :"database" OWNER :"role"' in record["stdin"]
+        created.add((variables["database"], variables["role"], variables["password"]))
+    mlflow_uri = environment(services["mlflow"])["MLFLOW_BACKEND_STORE_URI"]
+    airflow_uri = environment(services["airflow-init"])["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    ratings = imported_connections["ratings_warehouse"]
+    assert created == {
+        _postgres_target(mlflow_uri, services),
+        _postgres_target(airflow_uri, services),
+        (ratings["schema"], ratings["login"], ratings["password"]),
+    }
+
+
+def test_ratings_warehouse_connection_reaches_the_ratings_database(imported_connections, services):
+    conn = imported_connections["ratings_warehouse"]
+    postgres_env = environment(services["postgres"])
+    assert conn["conn_type"] == "postgres"
+    assert (conn["host"], conn["port"]) == ("postgres", 5432)
+    assert (conn["schema"], conn["login"], conn["password"]) == (
+        postgres_env["RATINGS_DB_NAME"],
+        postgres_env["RATINGS_DB_USER"],
+        postgres_env["RATINGS_DB_PASSWORD"],
+    )
+
+
+# ---- MinIO and MLflow ------------------------------------------------------------------------
+
+
+def test_mlflow_artifacts_go_to_the_bucket_the_job_creates(services):
+    options = command_options(services["mlflow"])
+    assert "--serve-artifacts" in options, "artifacts are proxied by the server (see the compose file)"
+    destination = urlsplit(options["--artifacts-destination"])
+    assert destination.scheme == "s3", options["--artifacts-destination"]
+    script = services["minio-create-bucket"]["command"][0]
+    created = re.findall(r"mc mb --ignore-existing local/(\S+)", script)
+    assert created == [destination.netloc], f"job creates {created}, mlflow writes to {destination.netloc}"
+
+
+def test_mlflow_and_the_bucket_job_reach_minio_with_its_credentials(services):
+    minio = services["minio"]
+    command = minio["command"]
+    minio_port = int(command[command.index("--address") + 1].lstrip(":"))
+    mlflow_env = environment(services["mlflow"])
+    endpoint = urlsplit(mlflow_env["MLFLOW_S3_ENDPOINT_URL"])
+    assert (endpoint.hostname, endpoint.port) == ("minio", minio_port)
+    alias = re.search(r"mc alias set local (\S+)", services["minio-create-bucket"]["command"][0])
+    assert alias and alias.group(1) == mlflow_env["MLFLOW_S3_ENDPOINT_URL"]
+    minio_env = environment(minio)
+    assert mlflow_env["AWS_ACCESS_KEY_ID"] == minio_env["MINIO_ROOT_USER"]
+    assert mlflow_env["AWS_SECRET_ACCESS_KEY"] == minio_env["MINIO_ROOT_PASSWORD"]
+    assert environment(services["minio-create-bucket"]) == minio_env
+
+
+def test_airflow_holds_no_s3_credentials(airflow_services):
+    # Proxied artifacts: only the mlflow service talks to MinIO.
+    for name, service in airflow_services.items():
+        env = environment(service)
+        assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} & set(env), name
+
+
+def test_mlflow_connection_points_at_the_mlflow_service(imported_connections, services, mlflow_port):
+    conn = imported_connections["mlflow_default"]
+    uri = urlsplit(conn["host"])
+    assert (uri.scheme, uri.hostname, uri.port) == ("http", "mlflow", mlflow_port), conn["host"]
+    assert mlflow_port in container_ports(services["mlflow"])
+    assert f"localhost:{mlflow_port}/" in " ".join(services["mlflow"]["healthcheck"]["test"])
+
+
+def test_airflow_tracking_uri_fallback_matches_the_connection(airflow_services, imported_connections):
+    for name, service in airflow_services.items():
+        tracking_uri = environment(service)["MLFLOW_TRACKING_URI"]
+        assert tracking_uri == imported_connections["mlflow_default"]["host"], name
+
+
+def test_mlflow_accepts_the_host_header_airflow_sends(services, mlflow_port):
+    allowed = command_options(services["mlflow"])["--allowed-hosts"].split(",")
+    assert f"mlflow:{mlflow_port}" in allowed, f"MLflow would answer 403 to Airflow: {allowed}"
+    assert "*" not in allowed
+
+
+def test_mlflow_image_is_built_with_pinned_packages(services):
+    assert services["mlflow"]["build"]["context"] == "./docker/mlflow"
+    dockerfile = MLFLOW_DOCKERFILE.read_text(encoding="utf-8")
+    assert re.search(r"^FROM python:3\.11-slim", dockerfile, re.MULTILINE)
+    assert re.search(r"^RUN pip install -r ", dockerfile, re.MULTILINE)
+    pins = parse_requirements(MLFLOW_REQUIREMENTS)
+    assert set(pins) == {"mlflow", "psycopg2-binary", "boto3"}
+    project = parse_requirements(REQUIREMENTS)
+    for package, version in pins.items():
+        assert version == project[package], f"{package}: server {version}, project {project[package]}"
+    assert "pip install" not in " ".join(services["mlflow"]["command"])
+
+
+def parse_requirements(path: Path) -> dict[str, str]:
+    """Return {package: pinned version} of a requirements file; every line must be pinned.
+
+    :param path: the requirements file.
+    """
+    pins = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.split("#")[0].strip()
+        if line:
+            name, sep, version = line.partition("==")
+            assert sep, f"{path.name}: {line!r} is not pinned with =="
+            pins[re.sub(r"\[.*\]", "", name).lower()] = version
+    return pins
+
+
+# ---- Airflow ---------------------------------------------------------------------------------
+
+
+def test_airflow_services_are_the_expected_set(airflow_services):
+    assert set(airflow_services) == {
+        "airflow-init",
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+        "airflow-worker",
+    }
+
+
+def test_airflow_image_matches_the_pinned_airflow(airflow_services):
+    dockerfile = AIRFLOW_DOCKERFILE.read_text(encoding="utf-8")
+    version = parse_requirements(REQUIREMENTS)["apache-airflow"]
+    assert re.search(rf"^FROM apache/airflow:{re.escape(version)}-python3\.11$", dockerfile, re.MULTILINE)
+    assert "requirements.txt" in dockerfile
+    for name, service in airflow_services.items():
+        assert service["build"] == {"context": ".", "dockerfile": "docker/airflow/Dockerfile"}, name
+        assert service["image"] == f"{AIRFLOW_IMAGE_PREFIX}:{version}", name
+
+
+def test_airflow_services_share_execution_api_and_secrets(airflow_services, services):
+    apiserver = services["airflow-apiserver"]
+    shared = ("AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__API__SECRET_KEY")
+    first = environment(apiserver)
+    for name, service in airflow_services.items():
+        env = environment(service)
+        url = urlsplit(env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"])
+        assert url.hostname == "airflow-apiserver" and url.path == "/execution/", name
+        assert url.port in container_ports(apiserver), name
+        for key in shared:
+            assert env[key] and env[key] == first[key], f"{name}: {key} differs from the api-server's"
+        assert env["PYTHONPATH"] == "/opt/airflow", name
+
+
+def test_airflow_mounts_the_project(airflow_services):
+    expected = {
+        "./dags:/opt/airflow/dags:ro",
+        "./plugins:/opt/airflow/plugins:ro",
+        "./include:/opt/airflow/include:ro",
+        "./airflow.cfg:/opt/airflow/airflow.cfg:ro",
+    }
+    for name, service in airflow_services.items():
+        assert expected <= set(service["volumes"]), name
+        env = environment(service)
+        # airflow.cfg expands ${AIRFLOW_PROJECT_DIR}; it must be where the project is mounted.
+        assert env["AIRFLOW_CONFIG"] == "/opt/airflow/airflow.cfg", name
+        assert env["AIRFLOW_PROJECT_DIR"] == "/opt/airflow", name
+
+
+def test_executor_is_local_by_default_and_celery_on_request(raw_compose, deploy_env):
+    def executors(env):
+        resolved = interpolate_tree(raw_compose, env)["services"]
+        return {
+            environment(service).get("AIRFLOW__CORE__EXECUTOR")
+            for name, service in resolved.items()
+            if name.startswith("airflow-")
+        }
+
+    assert executors(deploy_env) == {"LocalExecutor"}
+    assert executors({**deploy_env, "AIRFLOW_EXECUTOR": "CeleryExecutor"}) == {"CeleryExecutor"}
+    for name in ("redis", "airflow-worker"):
+        assert raw_compose["services"][name].get("profiles") == ["celery"], name
+    profiled = {n for n, s in raw_compose["services"].items() if s.get("profiles")}
+    assert profiled == {"redis", "airflow-worker"}
+
+
+def test_celery_broker_is_the_redis_service(airflow_services, services):
+    redis_password = environment(services["redis"])["REDIS_PASSWORD"]
+    for name, service in airflow_services.items():
+        broker = urlsplit(environment(service)["AIRFLOW__CELERY__BROKER_URL"])
+        assert (broker.hostname, broker.port, broker.password) == ("redis", 6379, redis_password), name
+
+
+def test_airflow_init_refuses_env_example_placeholders(raw_compose, env_example, tmp_path):
+    services = interpolate_tree(raw_compose, env_example)["services"]
+    make_recorder(tmp_path, "airflow")
+    env = environment(services["airflow-init"])
+    env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = str(tmp_path / "passwords.json")
+    result = run_script(AIRFLOW_INIT, env, tmp_path)
+    assert result.returncode != 0
+    assert "AIRFLOW_ADMIN_PASSWORD" in result.stderr and PLACEHOLDER + "-airflow" not in result.stderr
+    assert read_records(tmp_path, "airflow") == [], "init.sh ran airflow despite placeholders"
+
+
+# ---- health, order, restarts, volumes --------------------------------------------------------
+
+
+def test_long_running_services_have_healthchecks_and_restart(services):
+    for name, service in services.items():
+        if name in ONE_SHOT_SERVICES:
+            assert service.get("restart") == "no", f"one-shot {name} must not restart"
+            assert "healthcheck" not in service, name
+        else:
+            test = (service.get("healthcheck") or {}).get("test")
+            assert test and test[0] in ("CMD", "CMD-SHELL"), f"{name} has no healthcheck"
+            assert service.get("restart") in ("always", "unless-stopped"), f"{name} has no restart policy"
+
+
+def test_depends_on_waits_for_health_or_completion(services):
+    for name, service in services.items():
+        depends_on = service.get("depends_on", {})
+        assert isinstance(depends_on, dict), f"{name}: depends_on needs conditions"
+        for target, spec in depends_on.items():
+            assert target in services, f"{name} depends on unknown {target}"
+            condition = (spec or {}).get("condition")
+            if target in ONE_SHOT_SERVICES:
+                assert condition == "service_completed_successfully", f"{name} -> {target}"
+            else:
+                assert condition == "service_healthy", f"{name} -> {target}"
+
+
+@pytest.mark.parametrize(
+    ("service", "needs"),
+    [
+        ("minio-create-bucket", {"minio"}),
+        ("mlflow", {"postgres", "minio-create-bucket"}),
+        ("airflow-init", {"postgres"}),
+        ("airflow-apiserver", {"postgres", "airflow-init"}),
+        ("airflow-dag-processor", {"postgres", "airflow-init"}),
+        ("airflow-scheduler", {"postgres", "airflow-init", "mlflow", "airflow-apiserver"}),
+        ("airflow-triggerer", {"postgres", "airflow-init", "mlflow", "airflow-apiserver"}),
+        ("airflow-worker", {"postgres", "airflow-init", "mlflow", "airflow-apiserver", "redis"}),
+    ],
+)
+def test_start_order(services, service, needs):
+    assert set(services[service]["depends_on"]) == needs
+
+
+def test_volumes_are_named_or_existing_project_paths(raw_compose):
+    declared = set(raw_compose.get("volumes") or {})
+    for name, service in raw_compose["services"].items():
+        for mount in service.get("volumes", []):
+            source = mount.split(":")[0]
+            if source.startswith("."):
+                assert (ROOT / source).exists(), f"{name} mounts {source}, which is not in the repository"
+            else:
+                assert source in declared, f"{name}: volume {source} is not declared at top level"
+    for volume in ("postgres-data", "minio-data"):
+        assert volume in declared
+
+
+def test_ports_are_published_on_the_configured_address_only(raw_compose):
+    for name, service in raw_compose["services"].items():
+        for mapping in service.get("ports", []):
+            assert str(mapping).startswith("${HOST_BIND_ADDRESS:-127.0.0.1}:"), f"{name}: {mapping}"
+
+
+# ---- the real docker-compose -----------------------------------------------------------------
+
+DOCKER_COMPOSE = shutil.which("docker-compose")
+needs_docker_compose = pytest.mark.skipif(
+    DOCKER_COMPOSE is None,
+    reason="docker-compose is not on PATH (Debian: apt-get install docker-compose); "
+    "the YAML-level tests above still check the wiring",
+)
+
+
+def _docker_compose_config(env_file: Path) -> subprocess.CompletedProcess:
+    # A clean environment: variables of the calling shell must not stand in for .env values.
+    return subprocess.run(
+        [
+            DOCKER_COMPOSE,
+            "--project-directory", str(ROOT),
+            "-f", str(COMPOSE_FILE),
+            "--env-file", str(env_file),
+            "config", "--quiet",
+        ],
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@needs_docker_compose
+def test_docker_compose_config_accepts_env_example():
+    result = _docker_compose_config(ENV_EXAMPLE)
+    assert result.returncode == 0, result.stderr
+
+
+@needs_docker_compose
+def test_docker_compose_config_fails_on_a_missing_credential(tmp_path):
+    lines = ENV_EXAMPLE.read_text(encoding="utf-8").splitlines()
+    env_file = tmp_path / ".env"
+    kept = [line for line in lines if not line.startswith("AIRFLOW_JWT_SECRET=")]
+    env_file.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    result = _docker_compose_config(env_file)
+    assert result.returncode != 0
+    assert "AIRFLOW_JWT_SECRET" in result.stderr
