@@ -113,10 +113,14 @@ def _resolve_model_source(client: MlflowClient, model_uri: str, run_id: str) -> 
                 f"logged model {model_id} comes from run {logged.source_run_id}, not run {run_id}"
             )
         artifact_uri = logged.artifact_location
+        # The storage location, not models:/...: MLflow's SQL registry store resolves a models:/
+        # source through the process-global tracking URI, which may be another store.
+        source = artifact_uri
     elif model_uri.startswith(f"runs:/{run_id}/"):
         model_id = None
         path = model_uri.removeprefix(f"runs:/{run_id}/").strip("/")
         artifact_uri = f"{client.get_run(run_id).info.artifact_uri.rstrip('/')}/{path}"
+        source = model_uri
     else:
         raise RegistryError(
             f"model URI {model_uri!r} is neither a logged model (models:/m-...) nor a model of "
@@ -125,7 +129,7 @@ def _resolve_model_source(client: MlflowClient, model_uri: str, run_id: str) -> 
     problem = artifact_problem(client, artifact_uri, model_uri)
     if problem:
         raise RegistryError(f"{problem}; refusing to register a version that points at it")
-    return model_uri, model_id
+    return source, model_id
 
 
 def artifact_problem(client: MlflowClient, artifact_uri: str, what: str) -> str | None:

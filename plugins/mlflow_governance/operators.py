@@ -31,9 +31,14 @@ def load_policy(policy_path: str | None, overrides: dict[str, Any] | None, appro
 
 
 class _MlflowRegistryOperator(BaseOperator):
-    """Shared plumbing: the connection id and a lazily built hook."""
+    """Shared plumbing: the connection id, a lazily built hook, and per-key XComs.
+
+    Results are small dicts pushed one key per XCom as well, so downstream tasks can take
+    ``register.output["version"]``.
+    """
 
     def __init__(self, *, model_name: str, mlflow_conn_id: str = MlflowHook.default_conn_name, **kwargs: Any) -> None:
+        kwargs.setdefault("multiple_outputs", True)
         super().__init__(**kwargs)
         self.model_name = model_name
         self.mlflow_conn_id = mlflow_conn_id

@@ -17,11 +17,17 @@ def log_tiny_model(client, experiment_id: str, metrics: dict[str, float], params
         def predict(self, context, model_input, params=None):
             return [0.5] * len(model_input)
 
+    # Point the global tracking URI at the store only while logging: the code under test must
+    # work with its own client, not through MLflow's process-global state.
+    previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(client.tracking_uri)
-    with mlflow.start_run(experiment_id=experiment_id) as run:
-        mlflow.log_metrics(metrics)
-        mlflow.log_params(params or GOOD_PARAMS)
-        info = mlflow.pyfunc.log_model(name="model", python_model=ConstantModel(), pip_requirements=["mlflow"])
+    try:
+        with mlflow.start_run(experiment_id=experiment_id) as run:
+            mlflow.log_metrics(metrics)
+            mlflow.log_params(params or GOOD_PARAMS)
+            info = mlflow.pyfunc.log_model(name="model", python_model=ConstantModel(), pip_requirements=["mlflow"])
+    finally:
+        mlflow.set_tracking_uri(previous)
     return run.info.run_id, info.model_uri
 
 
