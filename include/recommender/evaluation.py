@@ -1,0 +1,186 @@
+"""Holdout evaluation of a training run: metrics, report and ROC plot logged to the same run."""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    precision_recall_fscore_support,
+    roc_auc_score,
+    roc_curve,
+)
+
+from include.recommender.features import LABEL_THRESHOLD, labels
+from include.recommender.pyfunc import INPUT_COLUMNS
+from include.recommender.schema import DataValidationError, MovieLensData
+from include.recommender.snapshot import fingerprint, ratings_before, temporal_split
+from include.recommender.training import MODEL_NAME_IN_RUN, tracking_uri_scope
+
+METRIC_NAMES = ("accuracy", "precision", "recall", "f1_score", "roc_auc")
+REPORT_DIR = "evaluation"
+
+
+def classification_metrics(
+    y_true: np.ndarray, y_prob: np.ndarray, threshold: float = 0.5
+) -> dict[str, float]:
+    """Return accuracy, weighted precision/recall/f1_score (as the seed) and roc_auc.
+
+    :param y_true: binary labels (0/1).
+    :param y_prob: predicted probability of label 1, same length.
+    :param threshold: probability at or above which a pair is predicted positive.
+    """
+    y_true = np.asarray(y_true).ravel()
+    y_prob = np.asarray(y_prob, dtype=np.float64).ravel()
+    if len(y_true) != len(y_prob):
+        raise ValueError(f"y_true has {len(y_true)} rows but y_prob has {len(y_prob)}")
+    if len(y_true) == 0:
+        raise ValueError("cannot compute metrics on an empty holdout")
+    classes = set(np.unique(y_true).tolist())
+    if not classes <= {0, 1}:
+        raise ValueError(f"y_true must hold only 0/1 labels, got {sorted(classes)}")
+    if not np.all(np.isfinite(y_prob)) or y_prob.min() < 0.0 or y_prob.max() > 1.0:
+        non_finite = int((~np.isfinite(y_prob)).sum())
+        raise ValueError(
+            f"y_prob must be finite probabilities in [0, 1]; got range "
+            f"[{np.nanmin(y_prob)}, {np.nanmax(y_prob)}] with {non_finite} non-finite"
+        )
+    if len(classes) < 2:
+        raise ValueError(
+            f"roc_auc is undefined: y_true holds only class {classes.pop()} ({len(y_true)} rows)"
+        )
+    y_pred = (y_prob >= threshold).astype(np.int64)
+    # zero_division=0: a class never predicted scores 0 precision rather than NaN.
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        y_true, y_pred, average="weighted", zero_division=0
+    )
+    metrics = {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "precision": float(precision),
+        "recall": float(recall),
+        "f1_score": float(f1),
+        "roc_auc": float(roc_auc_score(y_true, y_prob)),
+    }
+    bad = [name for name, value in metrics.items() if not math.isfinite(value)]
+    if bad:
+        raise ValueError(f"metric(s) {bad} are not finite: {metrics}")
+    return metrics
+
+
+def _roc_png(y_true: np.ndarray, y_prob: np.ndarray, auc: float, path: Path) -> None:
+    # The Figure API with its default Agg canvas: no pyplot global state, no display needed.
+    from matplotlib.figure import Figure
+
+    fpr, tpr, _ = roc_curve(y_true, y_prob)
+    figure = Figure(figsize=(5, 5))
+    axes = figure.subplots()
+    axes.plot(fpr, tpr, label=f"model (AUC = {auc:.3f})")
+    axes.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
+    axes.set_xlabel("False positive rate")
+    axes.set_ylabel(f"True positive rate (rating >= {LABEL_THRESHOLD})")
+    axes.set_title("Holdout ROC curve")
+    axes.legend(loc="lower right")
+    figure.savefig(path, dpi=100)
+
+
+def _check_same_data(run: Any, data_fingerprint: str, holdout_fraction: float) -> None:
+    """Refuse to evaluate on data other than what the run trained on."""
+    params = run.data.params
+    expected = params.get("dataset_fingerprint")
+    if expected is None:
+        raise DataValidationError(f"run {run.info.run_id} has no dataset_fingerprint param")
+    if expected != data_fingerprint:
+        raise DataValidationError(
+            f"data fingerprint mismatch for run {run.info.run_id}: trained on {expected}, "
+            f"evaluation snapshot is {data_fingerprint}"
+        )
+    logged_fraction = params.get("dataset_holdout_fraction")
+    if logged_fraction is not None and float(logged_fraction) != float(holdout_fraction):
+        raise DataValidationError(
+            f"holdout_fraction mismatch for run {run.info.run_id}: trained with "
+            f"{logged_fraction}, evaluating with {holdout_fraction}"
+        )
+
+
+def evaluate_and_log(
+    *,
+    run_id: str,
+    data: MovieLensData,
+    cutoff: datetime | None,
+    holdout_fraction: float = 0.2,
+    tracking_uri: str | None,
+) -> dict[str, float]:
+    """Score the run's model on its holdout; log metrics, report JSON and ROC PNG to the run.
+
+    :param run_id: the training run (its dataset_fingerprint must match the data given).
+    :param data: the same data the run was trained on.
+    :param cutoff: the same cutoff the run was trained with.
+    :param holdout_fraction: the same holdout fraction the run was trained with.
+    :param tracking_uri: MLflow tracking URI; None uses the process's current one.
+    """
+    snapshot = ratings_before(data.ratings, cutoff)
+    data_fingerprint = fingerprint(snapshot)
+    with tracking_uri_scope(tracking_uri):
+        client = MlflowClient()
+        run = client.get_run(run_id)
+        _check_same_data(run, data_fingerprint, holdout_fraction)
+        train, holdout = temporal_split(snapshot, holdout_fraction)
+        model = mlflow.pyfunc.load_model(f"runs:/{run_id}/{MODEL_NAME_IN_RUN}")
+        pairs = holdout[list(INPUT_COLUMNS)].reset_index(drop=True)
+        started = time.perf_counter()
+        y_prob = np.asarray(model.predict(pairs), dtype=np.float64).ravel()
+        predict_seconds = time.perf_counter() - started
+        y_true = labels(holdout)
+        metrics = classification_metrics(y_true, y_prob)
+
+        now = int(time.time() * 1000)
+        client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()])
+        report = _report(metrics, y_true, y_prob, train, holdout, data_fingerprint, predict_seconds)
+        with tempfile.TemporaryDirectory(prefix="evaluation-") as tmp:
+            report_path = Path(tmp) / "report.json"
+            report_path.write_text(json.dumps(report, indent=2, sort_keys=True))
+            roc_path = Path(tmp) / "roc_curve.png"
+            _roc_png(y_true, y_prob, metrics["roc_auc"], roc_path)
+            client.log_artifact(run_id, str(report_path), artifact_path=REPORT_DIR)
+            client.log_artifact(run_id, str(roc_path), artifact_path=REPORT_DIR)
+    return metrics
+
+
+def _report(
+    metrics: dict[str, float],
+    y_true: np.ndarray,
+    y_prob: np.ndarray,
+    train: pd.DataFrame,
+    holdout: pd.DataFrame,
+    data_fingerprint: str,
+    predict_seconds: float,
+) -> dict[str, Any]:
+    """Build the evaluation report: metrics plus what is needed to read them."""
+    y_pred = (y_prob >= 0.5).astype(np.int64)
+    tn, fp, fn, tp = confusion_matrix(y_true, y_pred, labels=[0, 1]).ravel()
+    known_users = holdout["userId"].isin(train["userId"].unique()).to_numpy()
+    return {
+        "metrics": metrics,
+        "threshold": 0.5,
+        "label": f"rating >= {LABEL_THRESHOLD}",
+        "averaging": "weighted (precision, recall, f1_score)",
+        "data_fingerprint": data_fingerprint,
+        "holdout_size": int(len(holdout)),
+        "holdout_positive_rate": float(y_true.mean()),
+        "holdout_unknown_user_share": float(1.0 - known_users.mean()),
+        "confusion_matrix": {"tn": int(tn), "fp": int(fp), "fn": int(fn), "tp": int(tp)},
+        "predict_seconds": predict_seconds,
+        "predict_ms_per_1000_rows": 1000.0 * predict_seconds / max(len(holdout), 1) * 1000.0,
+    }

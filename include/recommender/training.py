@@ -1,0 +1,299 @@
+"""Train the recommender on a data snapshot and log everything to one MLflow run.
+
+MLflow's fluent API (needed by ``mlflow.pyfunc.log_model``) reads a process-global tracking URI.
+``tracking_uri_scope`` sets it for the duration of one call and restores both the global and
+the ``MLFLOW_TRACKING_URI`` environment variable afterwards, so callers see no change.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+from mlflow.entities import Metric
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+
+from include.recommender.features import FEATURE_NAMES, FeatureTables, labels, out_of_fold_features
+from include.recommender.models import build_estimator, effective_hyperparameters
+from include.recommender.pyfunc import INPUT_COLUMNS, RecommenderModel
+from include.recommender.schema import RATING_MAX, RATING_MIN, MovieLensData
+from include.recommender.snapshot import fingerprint, ratings_before, temporal_split
+
+MODEL_NAME_IN_RUN = "model"
+# Pinned from the running interpreter: inferring requirements costs ~10 s per log_model.
+PINNED_PACKAGES = ("mlflow", "scikit-learn", "pandas", "numpy", "cloudpickle")
+INPUT_EXAMPLE_ROWS = 5
+# MLflow accepts at most 1000 metrics per log_batch call.
+_METRICS_PER_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """What a training run produced.
+
+    :param run_id: the MLflow run holding params, metrics and the model.
+    :param model_uri: ``models:/m-<id>`` URI of the logged model; register this one.
+    :param data_fingerprint: fingerprint of the cutoff snapshot the run trained on.
+    :param training_seconds: wall time of feature building plus estimator fitting.
+    """
+
+    run_id: str
+    model_uri: str
+    data_fingerprint: str
+    training_seconds: float
+
+
+@contextmanager
+def tracking_uri_scope(tracking_uri: str | None) -> Iterator[None]:
+    """Use tracking_uri as MLflow's tracking URI inside the block, then restore the caller's.
+
+    :param tracking_uri: the URI to use; None leaves the current setting alone.
+    """
+    if tracking_uri is None:
+        yield
+        return
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    # No public getter tells "unset" from "defaulted", so read MLflow's own global; the env var
+    # is saved too because set_tracking_uri(None) would otherwise unset a caller's variable.
+    previous_global = tracking_utils._tracking_uri
+    previous_env = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous_global)
+        if previous_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous_env
+
+
+def ensure_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:
+    """Return the id of experiment name, creating it (with artifact_location) when missing.
+
+    :param client: client bound to the tracking server.
+    :param name: experiment name.
+    :param artifact_location: artifact root for a new experiment; None = server default.
+    """
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        return client.create_experiment(name, artifact_location=artifact_location)
+    if experiment.lifecycle_stage != "active":
+        raise ValueError(f"Experiment {name!r} ({experiment.experiment_id}) is deleted; restore it")
+    return experiment.experiment_id
+
+
+def pip_requirements() -> list[str]:
+    """Return exact pins of the packages the pyfunc model needs, from this interpreter."""
+    return [f"{package}=={importlib.metadata.version(package)}" for package in PINNED_PACKAGES]
+
+
+def data_quality_counts(ratings: pd.DataFrame) -> dict[str, int]:
+    """Count the seed's data-quality inputs: duplicate pairs, missing values, out-of-range ratings.
+
+    :param ratings: ratings frame (userId, movieId, rating, timestamp).
+    """
+    rating = ratings["rating"]
+    return {
+        "duplicate_count": int(ratings.duplicated(["userId", "movieId"]).sum()),
+        "missing_values": int(ratings.isna().sum().sum()),
+        "out_of_range": int(((rating < RATING_MIN) | (rating > RATING_MAX)).sum()),
+    }
+
+
+def dataset_params(
+    *,
+    data: MovieLensData,
+    snapshot: pd.DataFrame,
+    train: pd.DataFrame,
+    holdout: pd.DataFrame,
+    cutoff: datetime | None,
+    holdout_fraction: float,
+    data_fingerprint: str,
+) -> dict[str, str]:
+    """Return the ``dataset_*`` params the seed's validation and lineage code reads.
+
+    :param data: the loaded data (for its source).
+    :param snapshot: ratings before the cutoff.
+    :param train: training part of the snapshot.
+    :param holdout: holdout part of the snapshot.
+    :param cutoff: the snapshot cutoff (None = all data).
+    :param holdout_fraction: share of the snapshot held out.
+    :param data_fingerprint: fingerprint of the snapshot.
+    """
+    quality = data_quality_counts(snapshot)
+    return {
+        "dataset_source": data.source,
+        "dataset_fingerprint": data_fingerprint,
+        "dataset_cutoff": cutoff.isoformat() if cutoff is not None else "none",
+        "dataset_holdout_fraction": str(holdout_fraction),
+        "dataset_train_size": str(len(train)),
+        "dataset_test_size": str(len(holdout)),
+        "dataset_feature_count": str(len(FEATURE_NAMES)),
+        "dataset_n_users": str(snapshot["userId"].nunique()),
+        "dataset_n_movies": str(snapshot["movieId"].nunique()),
+        "dataset_duplicate_count": str(quality["duplicate_count"]),
+        "dataset_missing_values": str(quality["missing_values"]),
+        "dataset_out_of_range": str(quality["out_of_range"]),
+    }
+
+
+def _param_value(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _iteration_metrics(estimator: Any) -> dict[str, list[float]]:
+    """Per-iteration losses of a boosting estimator with early stopping (else empty)."""
+    curves = {}
+    # scoring="loss" stores negative log-loss per iteration (index 0 = before the first tree).
+    if getattr(estimator, "scoring", None) == "loss":
+        for attribute, key in (("train_score_", "train_loss"), ("validation_score_", "val_loss")):
+            scores = getattr(estimator, attribute, None)
+            if scores is not None and len(scores):
+                curves[key] = [float(-score) for score in scores]
+    return curves
+
+
+def _log_curves(client: MlflowClient, run_id: str, curves: dict[str, list[float]]) -> None:
+    now = int(time.time() * 1000)
+    metrics = [
+        Metric(key, value, now, step)
+        for key, values in curves.items()
+        for step, value in enumerate(values)
+    ]
+    for start in range(0, len(metrics), _METRICS_PER_BATCH):
+        client.log_batch(run_id, metrics=metrics[start : start + _METRICS_PER_BATCH])
+
+
+@contextmanager
+def _staged_code() -> Iterator[str]:
+    """Copy the ``include`` package (with only its recommender subpackage) to a temp dir.
+
+    The pickled model refers to ``include.recommender.*`` classes; shipping that package as the
+    model's code_paths lets a fresh interpreter unpickle it without this repository.
+    """
+    package_dir = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory(prefix="recommender-code-") as tmp:
+        staged = Path(tmp) / package_dir.name
+        staged.mkdir()
+        shutil.copy2(package_dir / "__init__.py", staged / "__init__.py")
+        shutil.copytree(
+            Path(__file__).resolve().parent,
+            staged / Path(__file__).resolve().parent.name,
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+        )
+        yield str(staged)
+
+
+def train_and_log(
+    *,
+    data: MovieLensData,
+    model_type: str,
+    hyperparameters: dict[str, Any],
+    experiment_name: str,
+    tracking_uri: str | None,
+    cutoff: datetime | None,
+    run_tags: dict[str, str],
+    holdout_fraction: float = 0.2,
+    artifact_location: str | None = None,
+) -> TrainingResult:
+    """Fit features and estimator on the training part of the cutoff snapshot; log one run.
+
+    Configuration errors (unknown model_type, bad hyperparameters) raise before any run is
+    created; any later failure ends the run FAILED and propagates.
+
+    :param data: ratings and movies.
+    :param model_type: one of models.MODEL_TYPES.
+    :param hyperparameters: estimator hyperparameters (merged over the type's defaults).
+    :param experiment_name: MLflow experiment, created when missing.
+    :param tracking_uri: MLflow tracking URI; None uses the process's current one.
+    :param cutoff: only ratings strictly before this instant are used (None = all).
+    :param run_tags: tags set on the run (e.g. airflow_dag_id, airflow_run_id, submitted_by).
+    :param holdout_fraction: latest share of the snapshot kept out of training for evaluation.
+    :param artifact_location: artifact root used when the experiment has to be created.
+    """
+    estimator = build_estimator(model_type, hyperparameters)
+    effective = effective_hyperparameters(model_type, hyperparameters)
+    params = {"model_type": model_type, **{k: _param_value(v) for k, v in effective.items()}}
+    with tracking_uri_scope(tracking_uri):
+        client = MlflowClient()
+        experiment_id = ensure_experiment(client, experiment_name, artifact_location)
+        # The context manager ends the run FAILED (and re-raises) on any exception inside.
+        with mlflow.start_run(experiment_id=experiment_id, tags=dict(run_tags)) as run:
+            run_id = run.info.run_id
+            snapshot = ratings_before(data.ratings, cutoff)
+            data_fingerprint = fingerprint(snapshot)
+            train, holdout = temporal_split(snapshot, holdout_fraction)
+            mlflow.log_params(params)
+            mlflow.log_params(
+                dataset_params(
+                    data=data,
+                    snapshot=snapshot,
+                    train=train,
+                    holdout=holdout,
+                    cutoff=cutoff,
+                    holdout_fraction=holdout_fraction,
+                    data_fingerprint=data_fingerprint,
+                )
+            )
+
+            started = time.perf_counter()
+            # Out-of-fold features for the estimator's own rows (no self-leakage), and tables
+            # fitted on all training rows for serving; the holdout is never seen here.
+            train_matrix = out_of_fold_features(train, data.movies)
+            y_train = labels(train)
+            features = FeatureTables.fit(train, data.movies)
+            estimator.fit(train_matrix, y_train)
+            training_seconds = time.perf_counter() - started
+
+            train_accuracy = float(np.mean(estimator.predict(train_matrix) == y_train))
+            mlflow.log_metrics(
+                {
+                    "train_accuracy": train_accuracy,
+                    "training_time_seconds": training_seconds,
+                    # The seed also keeps these sizes as metrics (besides the params above).
+                    "dataset_train_size": float(len(train)),
+                    "dataset_test_size": float(len(holdout)),
+                    "dataset_feature_count": float(len(FEATURE_NAMES)),
+                }
+            )
+            _log_curves(client, run_id, _iteration_metrics(estimator))
+
+            model = RecommenderModel(features=features, estimator=estimator, model_type=model_type)
+            example = train[list(INPUT_COLUMNS)].head(INPUT_EXAMPLE_ROWS).reset_index(drop=True)
+            with warnings.catch_warnings():
+                # Ids are integers by contract; MLflow's "integers cannot hold NaN" hint is noise.
+                warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+                signature = infer_signature(example, model.predict_proba(example))
+            with _staged_code() as code_dir:
+                model_info = mlflow.pyfunc.log_model(
+                    name=MODEL_NAME_IN_RUN,
+                    python_model=model,
+                    code_paths=[code_dir],
+                    signature=signature,
+                    input_example=example,
+                    pip_requirements=pip_requirements(),
+                )
+    return TrainingResult(
+        run_id=run_id,
+        model_uri=model_info.model_uri,
+        data_fingerprint=data_fingerprint,
+        training_seconds=training_seconds,
+    )
