@@ -1,0 +1,46 @@
+# Everything runs from the project's own virtualenv; `make demo` and `make test` create it
+# from requirements.txt when it is missing or older than requirements.txt.
+PYTHON_BOOTSTRAP ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+LOCAL := $(CURDIR)/.local
+
+# Embedded default: Airflow on SQLite and MLflow on a SQLite file with local artifacts, all
+# under .local/ (never in the user's home).
+export AIRFLOW_HOME := $(LOCAL)/airflow
+export AIRFLOW_CONFIG := $(CURDIR)/airflow.cfg
+export AIRFLOW_PROJECT_DIR := $(CURDIR)
+export PYTHONPATH := $(CURDIR):$(CURDIR)/plugins
+export MLFLOW_DB := $(LOCAL)/mlflow/mlflow.db
+export MLFLOW_ARTIFACTS := $(LOCAL)/mlflow/artifacts
+export AIRFLOW_CONN_MLFLOW_DEFAULT := {"conn_type": "generic", "host": "sqlite:///$(MLFLOW_DB)", "extra": {"artifact_location": "file://$(MLFLOW_ARTIFACTS)"}}
+export GIT_PYTHON_REFRESH := quiet
+
+.PHONY: demo test venv mlflow-ui airflow-ui clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+## Train, register, validate, approve and promote a model through the retrain DAG; print a summary.
+demo: venv
+	$(PY) scripts/demo.py
+
+## The whole test suite.
+test: venv
+	$(PY) -m pytest
+
+## MLflow UI over the demo's store: http://127.0.0.1:5000
+mlflow-ui: venv
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(MLFLOW_DB) --default-artifact-root file://$(MLFLOW_ARTIFACTS) --port 5000
+
+## Airflow UI and scheduler over the demo's home: http://127.0.0.1:8080 (password in .local/airflow)
+airflow-ui: venv
+	$(VENV)/bin/airflow standalone
+
+clean:
+	rm -rf $(LOCAL)
