@@ -329,7 +329,8 @@ def _postgres_target(uri: str, services: dict) -> tuple[str, str, str]:
 
 def test_mlflow_backend_store_is_the_mlflow_database(services):
     uri = environment(services["mlflow"])["MLFLOW_BACKEND_STORE_URI"]
-    assert uri.startswith("postgresql://"), uri
+    # The image installs psycopg2 only; a bare postgresql:// means psycopg 3 under SQLAlchemy 2.1.
+    assert uri.startswith("postgresql+psycopg2://"), uri
     database, user, password = _postgres_target(uri, services)
     postgres_env = environment(services["postgres"])
     assert (database, user, password) == (
