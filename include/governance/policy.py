@@ -32,6 +32,25 @@ class ValidationPolicy:
     warn_max_hidden_size: int = 1000
     warn_max_learning_rate: float = 0.1
     warn_min_learning_rate: float = 0.0001
+    # The latency probe on the registered artifact: request size and timed repetitions.
+    latency_probe_rows: int = 100
+    latency_probe_runs: int = 20
+    # Native threads (OpenMP, BLAS) per request while timing; 0 leaves the libraries' default.
+    latency_probe_threads: int = 1
+
+
+@dataclass(frozen=True)
+class MonitoringPolicy:
+    """What the champion monitor scores and when it calls the champion degraded.
+
+    Keys carry a ``monitor_`` prefix so overrides stay one flat namespace across sections.
+    """
+
+    monitor_window_days: int = 30
+    # A window metric this far below the champion's validation_<metric> tag counts as drift.
+    monitor_max_drift: float = 0.05
+    # Fewer ratings than this in the window: too little evidence to judge the champion.
+    monitor_min_ratings: int = 200
 
 
 @dataclass(frozen=True)
@@ -49,6 +68,7 @@ class GovernancePolicy:
     policy_version: int = 1
     validation: ValidationPolicy = field(default_factory=ValidationPolicy)
     approval: ApprovalPolicy = field(default_factory=ApprovalPolicy)
+    monitoring: MonitoringPolicy = field(default_factory=MonitoringPolicy)
     # The per-run overrides applied on top of the file, kept so they can be recorded.
     overrides: Mapping[str, Any] = field(default_factory=dict)
 
@@ -56,7 +76,7 @@ class GovernancePolicy:
     def load(cls, path: str | Path | None = None) -> "GovernancePolicy":
         """Read a policy file (the packaged default when no path is given).
 
-        :param path: a YAML file with ``validation`` and ``approval`` sections.
+        :param path: a YAML file with ``validation``, ``approval`` and ``monitoring`` sections.
         """
         path = Path(path) if path else DEFAULT_POLICY_PATH
         try:
@@ -67,49 +87,49 @@ class GovernancePolicy:
             raise PolicyError(f"policy file {path} is not valid YAML: {exc}") from None
         if not isinstance(raw, dict):
             raise PolicyError(f"policy file {path}: expected a mapping at the top level")
-        unknown = set(raw) - {"policy_version", "validation", "approval"}
+        unknown = set(raw) - {"policy_version", *_SECTIONS}
         if unknown:
             raise PolicyError(f"policy file {path}: unknown sections {sorted(unknown)}")
-        validation = _build(ValidationPolicy, raw.get("validation") or {}, f"{path}: validation")
-        approval = _build(ApprovalPolicy, raw.get("approval") or {}, f"{path}: approval")
-        return cls(int(raw.get("policy_version", 1)), validation, approval)
+        sections = {
+            name: _build(section, raw.get(name) or {}, f"{path}: {name}") for name, section in _SECTIONS.items()
+        }
+        return cls(policy_version=int(raw.get("policy_version", 1)), **sections)
 
     def with_overrides(self, overrides: Mapping[str, Any] | None) -> "GovernancePolicy":
         """Return a copy with single values replaced, e.g. ``{"min_accuracy": 0.8}``.
 
-        Keys are looked up in the validation section, then the approval section. ``None`` values
-        are ignored so a DAG can pass unset params through.
+        Keys are looked up in every section (their names are distinct). ``None`` values are
+        ignored so a DAG can pass unset params through.
 
         :param overrides: flat mapping of policy key to value.
         """
         given = {k: v for k, v in (overrides or {}).items() if v is not None}
         if not given:
             return self
-        validation_keys = {f.name for f in fields(ValidationPolicy)}
-        approval_keys = {f.name for f in fields(ApprovalPolicy)}
-        unknown = set(given) - validation_keys - approval_keys
+        keys = {name: {f.name for f in fields(section)} for name, section in _SECTIONS.items()}
+        known = set().union(*keys.values())
+        unknown = set(given) - known
         if unknown:
-            raise PolicyError(
-                f"unknown policy override(s) {sorted(unknown)}; "
-                f"known: {sorted(validation_keys | approval_keys)}"
+            raise PolicyError(f"unknown policy override(s) {sorted(unknown)}; known: {sorted(known)}")
+        sections = {
+            name: _build(
+                section,
+                {**asdict(getattr(self, name)), **{k: v for k, v in given.items() if k in keys[name]}},
+                "policy override",
             )
-        validation = _build(
-            ValidationPolicy,
-            {**asdict(self.validation), **{k: v for k, v in given.items() if k in validation_keys}},
-            "policy override",
-        )
-        approval = _build(
-            ApprovalPolicy,
-            {**asdict(self.approval), **{k: v for k, v in given.items() if k in approval_keys}},
-            "policy override",
-        )
-        return replace(
-            self, validation=validation, approval=approval, overrides={**self.overrides, **given}
-        )
+            for name, section in _SECTIONS.items()
+        }
+        return replace(self, **sections, overrides={**self.overrides, **given})
 
     def overrides_json(self) -> str:
         """The applied overrides as a compact JSON string, for a tag or a report."""
         return json.dumps(dict(self.overrides), sort_keys=True, default=str)
+
+
+# Counts that make no sense below one (a probe of zero rows, a window of zero days).
+_AT_LEAST_ONE = ("latency_probe_rows", "latency_probe_runs", "monitor_window_days")
+# Section name in the YAML file (and attribute of GovernancePolicy) -> its dataclass.
+_SECTIONS = {"validation": ValidationPolicy, "approval": ApprovalPolicy, "monitoring": MonitoringPolicy}
 
 
 def _build(cls: type, values: Mapping[str, Any], where: str):
@@ -119,6 +139,9 @@ def _build(cls: type, values: Mapping[str, Any], where: str):
     if unknown:
         raise PolicyError(f"{where}: unknown key(s) {sorted(unknown)}")
     coerced = {name: _coerce(name, known[name].type, value, where) for name, value in values.items()}
+    zero = [name for name in _AT_LEAST_ONE if coerced.get(name, 1) < 1]
+    if zero:
+        raise PolicyError(f"{where}: {zero[0]}={coerced[zero[0]]!r} must be at least 1")
     section = cls(**coerced)
     if isinstance(section, ApprovalPolicy) and section.mode not in APPROVAL_MODES:
         raise PolicyError(f"{where}: mode {section.mode!r} is not one of {APPROVAL_MODES}")

@@ -4,26 +4,29 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
-from typing import Any
+import math
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping
 
 from mlflow import MlflowClient
 
 from include.governance import lifecycle as lc
-from include.governance.gates import Check, GateReport, evaluate_gates
+from include.governance.artifact import probe_version
+from include.governance.gates import PERFORMANCE_GATES, ArtifactEvidence, GateReport, evaluate_gates
 from include.governance.policy import GovernancePolicy
-from include.governance.registry import (
-    RegistryError,
-    get_aliases,
-    model_artifact_problem,
-    require_version,
-    set_tags,
-)
+from include.governance.registry import get_aliases, require_version, set_tags
+from include.governance.report_chart import write_comparison_chart
 
 log = logging.getLogger(__name__)
 
 # Metrics copied onto the version as validation_<metric> tags (the seed tags accuracy).
 TAGGED_METRICS = ("accuracy", "precision", "recall", "f1_score", "roc_auc")
+# Latency measured on the registered artifact at validation time, tagged on the version.
+INFERENCE_P50_TAG = "validation_inference_p50_ms"
+INFERENCE_P95_TAG = "validation_inference_p95_ms"
+REPORT_DIR = "validation"
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class ValidationOutcome:
     baseline_version: str | None
     improvement: float | None
     report_path: str
+    chart_path: str
 
     def as_xcom(self) -> dict[str, Any]:
         """A small JSON-able summary for XCom (identifiers and verdicts, never data)."""
@@ -68,23 +72,38 @@ def validate_model_version(
     aliases = get_aliases(client, model_name)
     champion_version = aliases.get(lc.CHAMPION)
 
-    champion_metrics = None
+    champion_metrics = champion_tags = None
     if champion_version is not None and champion_version != version:
         champion = require_version(client, model_name, champion_version)
         champion_metrics = client.get_run(champion.run_id).data.metrics
+        champion_tags = champion.tags
 
+    thresholds = policy.validation
+    artifact = probe_version(
+        client,
+        mv,
+        rows=thresholds.latency_probe_rows,
+        runs=thresholds.latency_probe_runs,
+        threads=thresholds.latency_probe_threads,
+    )
     report = evaluate_gates(
         run.data.metrics,
         run.data.params,
-        policy.validation,
+        thresholds,
+        artifact=artifact,
         champion_metrics=champion_metrics,
         champion_version=champion_version if champion_metrics is not None else None,
     )
-    report.checks.insert(0, _loadability_check(client, mv))
 
     timestamp = lc.utc_now_iso()
-    report_path = f"validation/validation_report_v{version}.json"
-    client.log_text(mv.run_id, _report_json(model_name, version, timestamp, policy, report), report_path)
+    report_path = f"{REPORT_DIR}/validation_report_v{version}.json"
+    chart_path = f"{REPORT_DIR}/validation_chart_v{version}.png"
+    document = _report_document(
+        model_name, version, timestamp, policy, report, artifact, run.data.metrics, champion_metrics
+    )
+    client.log_text(mv.run_id, json.dumps(document, indent=2, default=str), report_path)
+    _log_chart(client, mv.run_id, chart_path, model_name, version, policy, run.data.metrics,
+               champion_metrics, champion_tags, champion_version, artifact)
 
     status = lc.ValidationStatus.PASSED if report.passed else lc.ValidationStatus.FAILED
     tags = {
@@ -96,6 +115,9 @@ def validate_model_version(
     for metric in TAGGED_METRICS:
         if metric in run.data.metrics:
             tags[f"{lc.VALIDATION_METRIC_PREFIX}{metric}"] = f"{run.data.metrics[metric]:.6f}"
+    if artifact.inference_p95_ms is not None:
+        tags[INFERENCE_P50_TAG] = f"{artifact.inference_p50_ms:.4f}"
+        tags[INFERENCE_P95_TAG] = f"{artifact.inference_p95_ms:.4f}"
     if report.improvement is not None:
         tags["validation_improvement"] = f"{report.improvement:+.6f}"
     if policy.overrides:
@@ -116,30 +138,72 @@ def validate_model_version(
         baseline_version=report.baseline_version,
         improvement=report.improvement,
         report_path=report_path,
+        chart_path=chart_path,
     )
 
 
-def _loadability_check(client: MlflowClient, mv) -> Check:
-    if mv.status != "READY":
-        return Check("loadability", "loadability", None, None, False, f"version status is {mv.status}, not READY")
-    try:
-        problem = model_artifact_problem(client, mv)
-    except RegistryError as exc:
-        problem = str(exc)
-    if problem:
-        return Check("loadability", "loadability", None, None, False, problem)
-    return Check("loadability", "loadability", None, None, True, "READY and the MLmodel artifact is present")
-
-
-def _report_json(
-    model_name: str, version: str, timestamp: str, policy: GovernancePolicy, report: GateReport
-) -> str:
-    document = {
+def _report_document(
+    model_name: str,
+    version: str,
+    timestamp: str,
+    policy: GovernancePolicy,
+    report: GateReport,
+    artifact: ArtifactEvidence,
+    metrics: Mapping[str, float],
+    champion_metrics: Mapping[str, float] | None,
+) -> dict[str, Any]:
+    """The JSON report: checks (value, threshold, verdict), warnings, policy, overrides, metrics."""
+    return {
         "model_name": model_name,
         "version": version,
         "validation_timestamp": timestamp,
+        "validation_status": (lc.ValidationStatus.PASSED if report.passed else lc.ValidationStatus.FAILED).value,
+        "summary": report.summary(),
         "policy_version": policy.policy_version,
         "policy_overrides": dict(policy.overrides),
+        "policy": asdict(policy.validation),
         **report.to_dict(),
+        "artifact_probe": asdict(artifact),
+        "metrics": _json_metrics(metrics),
+        "champion_metrics": None if champion_metrics is None else _json_metrics(champion_metrics),
     }
-    return json.dumps(document, indent=2, default=str)
+
+
+def _json_metrics(metrics: Mapping[str, float]) -> dict[str, Any]:
+    """The tagged metrics for strict JSON: a non-finite value is written as its text ("nan")."""
+    return {
+        name: (value if value is None or math.isfinite(value) else str(value))
+        for name, value in ((name, metrics.get(name)) for name in TAGGED_METRICS)
+    }
+
+
+def _log_chart(
+    client: MlflowClient,
+    run_id: str,
+    artifact_path: str,
+    model_name: str,
+    version: str,
+    policy: GovernancePolicy,
+    metrics: Mapping[str, float],
+    champion_metrics: Mapping[str, float] | None,
+    champion_tags: Mapping[str, str] | None,
+    champion_version: str | None,
+    artifact: ArtifactEvidence,
+) -> None:
+    """Draw the challenger-vs-champion chart and log it next to the JSON report."""
+    thresholds = policy.validation
+    latency = {f"v{version}": artifact.inference_p95_ms}
+    if champion_tags is not None:
+        latency[f"champion v{champion_version}"] = champion_tags.get(INFERENCE_P95_TAG)
+    directory, name = artifact_path.rsplit("/", 1)
+    with tempfile.TemporaryDirectory(prefix="validation-chart-") as tmp:
+        path = write_comparison_chart(
+            Path(tmp) / name,
+            title=f"{model_name} v{version} vs " + (f"champion v{champion_version}" if champion_metrics else "gates (no champion)"),
+            challenger=metrics,
+            champion=champion_metrics,
+            minimums={metric: getattr(thresholds, attribute) for metric, attribute in PERFORMANCE_GATES.items()},
+            latency_ms=latency,
+            max_latency_ms=thresholds.max_inference_time_ms,
+        )
+        client.log_artifact(run_id, str(path), artifact_path=directory)

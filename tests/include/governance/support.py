@@ -12,6 +12,7 @@ def log_tiny_model(client, experiment_id: str, metrics: dict[str, float], params
     """Log a run with the given metrics and a real (tiny) pyfunc model; return (run_id, model_uri)."""
     import mlflow
     import mlflow.pyfunc
+    import pandas as pd
 
     class ConstantModel(mlflow.pyfunc.PythonModel):
         def predict(self, context, model_input, params=None):
@@ -25,7 +26,11 @@ def log_tiny_model(client, experiment_id: str, metrics: dict[str, float], params
         with mlflow.start_run(experiment_id=experiment_id) as run:
             mlflow.log_metrics(metrics)
             mlflow.log_params(params or GOOD_PARAMS)
-            info = mlflow.pyfunc.log_model(name="model", python_model=ConstantModel(), pip_requirements=["mlflow"])
+            # An input example, as the real models log: validation builds its probe request from it.
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=ConstantModel(), pip_requirements=["mlflow"],
+                input_example=pd.DataFrame({"userId": [1, 2], "movieId": [10, 20]}),
+            )
     finally:
         mlflow.set_tracking_uri(previous)
     return run.info.run_id, info.model_uri
