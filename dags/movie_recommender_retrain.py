@@ -9,9 +9,9 @@ of `model_name`, validates it against the governance policy and the current `@ch
 its approval, and promotes it to `@champion` only once approved.
 
 **Trigger with params** (Airflow UI: *Trigger DAG* form, or the REST API): model type and
-hyperparameters, data source (`synthetic` or a directory with MovieLens `ratings.csv` and
-`movies.csv`), approval mode, approval timeout and threshold overrides. Invalid params are
-refused before the run starts.
+hyperparameters, data source (`synthetic`, a directory or `s3://` prefix with MovieLens
+`ratings.csv` and `movies.csv`, or `postgres://<connection id>` tables), approval mode, approval
+timeout and threshold overrides. Invalid params are refused before the run starts.
 
 **Approve a waiting version** (`approval_mode=manual`, or a drop against the champion that needs
 review): set the version's tags `approval_status=approved` (or `rejected`), `approved_by=<you>`
@@ -42,10 +42,12 @@ from mlflow_governance.sensors import ModelVersionApprovalSensor
 
 # Read at parse time from the environment only (no DB, no network): deployment-level knobs.
 SCHEDULE = os.environ.get("MOVIE_RECOMMENDER_SCHEDULE", "@weekly")
+# "none" means no schedule at all (runs only when triggered); a cron string cannot say that.
+SCHEDULE = None if SCHEDULE.strip().lower() == "none" else SCHEDULE
 APPROVAL_POKE_SECONDS = float(os.environ.get("MOVIE_RECOMMENDER_APPROVAL_POKE_SECONDS", "60"))
 EXPERIMENT_NAME = "movie_recommendation"
 # Keep in step with include.recommender.models.MODEL_TYPES (a test checks they match).
-MODEL_TYPES = ["hist_gradient_boosting", "logistic_regression"]
+MODEL_TYPES = ["hist_gradient_boosting", "logistic_regression", "torch_ncf", "popularity"]
 # A safe registered-model name: a letter, then letters, digits, . _ - (no slashes, quotes, spaces).
 MODEL_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9._-]{0,127}$"
 
@@ -57,8 +59,11 @@ PARAMS = {
                              description='Estimator hyperparameters, e.g. {"max_iter": 200, "learning_rate": 0.1}.'),
     "data_source": Param("synthetic", type="string", minLength=1,
                          description="'synthetic' (generated MovieLens-shaped data), "
-                                     "'synthetic:n_ratings=20000,seed=7', or a directory with ratings.csv "
-                                     "and movies.csv (or .parquet)."),
+                                     "'synthetic:n_ratings=20000,seed=7', a directory with ratings.csv "
+                                     "and movies.csv (or .parquet), 's3://bucket/prefix' holding those "
+                                     "files, or 'postgres://<connection id>[/<table prefix>]' for the "
+                                     "tables <prefix>ratings and <prefix>movies (e.g. "
+                                     "'postgres://ratings_warehouse')."),
     "data_cutoff": Param(None, type=["null", "string"], format="date-time",
                          description="Train on ratings before this instant instead of the data interval end."),
     "holdout_fraction": Param(0.2, type="number", minimum=0.05, maximum=0.5,
@@ -104,16 +109,16 @@ def movie_recommender_retrain():
         from airflow.sdk import get_current_context
         from airflow.sdk.exceptions import AirflowFailException
 
-        from include.recommender.loading import load_movielens
         from include.recommender.schema import DataValidationError
         from include.recommender.training import train_and_log
+        from mlflow_governance.data_sources import load_training_data
         from mlflow_governance.hooks import MlflowHook
 
         context = get_current_context()
         params = context["params"]
         try:
             cutoff = _cutoff(params.get("data_cutoff"), context.get("data_interval_end"))
-            data = load_movielens(params["data_source"])
+            data = load_training_data(params["data_source"])
         except (DataValidationError, ValueError) as exc:
             raise AirflowFailException(f"Bad training data: {exc}") from exc
         hook = MlflowHook()
@@ -150,14 +155,14 @@ def movie_recommender_retrain():
         from airflow.sdk import get_current_context
 
         from include.recommender.evaluation import evaluate_and_log
-        from include.recommender.loading import load_movielens
+        from mlflow_governance.data_sources import load_training_data
         from mlflow_governance.hooks import MlflowHook
 
         params = get_current_context()["params"]
         cutoff = datetime.fromisoformat(trained["cutoff"]) if trained["cutoff"] else None
         return evaluate_and_log(
             run_id=trained["run_id"],
-            data=load_movielens(params["data_source"]),
+            data=load_training_data(params["data_source"]),
             cutoff=cutoff,
             holdout_fraction=params["holdout_fraction"],
             tracking_uri=MlflowHook().tracking_uri,

@@ -1,4 +1,10 @@
-"""Holdout evaluation of a training run: metrics, report and ROC plot logged to the same run."""
+"""Holdout evaluation of a training run: metrics, report and ROC plot logged to the same run.
+
+Logged metrics (step 0): the seed's classification metrics (METRIC_NAMES) on the holdout pairs;
+ranking metrics of the model's top-10 lists (RANKING_METRIC_NAMES; protocol in
+holdout_metrics.py); on synthetic data the oracle's ceilings (ORACLE_METRIC_NAMES); inference
+latency of a 100-row request and the logged model's size (SERVING_METRIC_NAMES).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import mlflow.artifacts
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
@@ -24,12 +31,29 @@ from sklearn.metrics import (
 )
 
 from include.recommender.features import LABEL_THRESHOLD, labels
+from include.recommender.holdout_metrics import (
+    LATENCY_REQUEST_ROWS,
+    RANKING_K,
+    inference_latency_ms,
+    model_ranking_metrics,
+    oracle_ranking_metrics,
+)
 from include.recommender.pyfunc import INPUT_COLUMNS
+from include.recommender.ranking import CatalogIndex
 from include.recommender.schema import DataValidationError, MovieLensData
 from include.recommender.snapshot import fingerprint, ratings_before, temporal_split
 from include.recommender.training import MODEL_NAME_IN_RUN, tracking_uri_scope
 
 METRIC_NAMES = ("accuracy", "precision", "recall", "f1_score", "roc_auc")
+RANKING_METRIC_NAMES = tuple(
+    f"{name}_at_{RANKING_K}" for name in ("precision", "recall", "ndcg", "coverage", "rated_ndcg")
+)
+ORACLE_METRIC_NAMES = (
+    f"oracle_ndcg_at_{RANKING_K}",
+    f"oracle_rated_ndcg_at_{RANKING_K}",
+    "ndcg_share_of_oracle",
+)
+SERVING_METRIC_NAMES = ("inference_p50_ms", "inference_p95_ms", "model_size_bytes")
 REPORT_DIR = "evaluation"
 
 
@@ -132,12 +156,15 @@ def evaluate_and_log(
     """
     snapshot = ratings_before(data.ratings, cutoff)
     data_fingerprint = fingerprint(snapshot)
-    with tracking_uri_scope(tracking_uri):
+    with tracking_uri_scope(tracking_uri), tempfile.TemporaryDirectory(prefix="evaluation-") as tmp:
         client = MlflowClient()
         run = client.get_run(run_id)
         _check_same_data(run, data_fingerprint, holdout_fraction)
         train, holdout = temporal_split(snapshot, holdout_fraction)
-        model = mlflow.pyfunc.load_model(f"runs:/{run_id}/{MODEL_NAME_IN_RUN}")
+        model_dir = mlflow.artifacts.download_artifacts(
+            f"runs:/{run_id}/{MODEL_NAME_IN_RUN}", dst_path=str(Path(tmp) / "model")
+        )
+        model = mlflow.pyfunc.load_model(model_dir)
         pairs = holdout[list(INPUT_COLUMNS)].reset_index(drop=True)
         started = time.perf_counter()
         y_prob = np.asarray(model.predict(pairs), dtype=np.float64).ravel()
@@ -145,17 +172,54 @@ def evaluate_and_log(
         y_true = labels(holdout)
         metrics = classification_metrics(y_true, y_prob)
 
+        catalog = CatalogIndex.fit(train, data.movies)
+        ranking, recommendations = model_ranking_metrics(model, catalog, holdout, y_prob)
+        metrics.update(ranking)
+        if data.oracle is not None:
+            metrics.update(oracle_ranking_metrics(data.oracle, catalog, holdout))
+            ceiling = metrics[f"oracle_ndcg_at_{RANKING_K}"]
+            if ceiling > 0:
+                metrics["ndcg_share_of_oracle"] = metrics[f"ndcg_at_{RANKING_K}"] / ceiling
+        metrics.update(inference_latency_ms(model, pairs))
+        metrics["model_size_bytes"] = float(_directory_bytes(Path(model_dir)))
+        bad = [name for name, value in metrics.items() if not math.isfinite(value)]
+        if bad:
+            raise ValueError(f"metric(s) {bad} are not finite: {metrics}")
+
         now = int(time.time() * 1000)
         client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()])
         report = _report(metrics, y_true, y_prob, train, holdout, data_fingerprint, predict_seconds)
-        with tempfile.TemporaryDirectory(prefix="evaluation-") as tmp:
-            report_path = Path(tmp) / "report.json"
-            report_path.write_text(json.dumps(report, indent=2, sort_keys=True))
-            roc_path = Path(tmp) / "roc_curve.png"
-            _roc_png(y_true, y_prob, metrics["roc_auc"], roc_path)
-            client.log_artifact(run_id, str(report_path), artifact_path=REPORT_DIR)
-            client.log_artifact(run_id, str(roc_path), artifact_path=REPORT_DIR)
+        report["ranking"] = _ranking_report(recommendations, holdout, catalog)
+        report_path = Path(tmp) / "report.json"
+        report_path.write_text(json.dumps(report, indent=2, sort_keys=True))
+        roc_path = Path(tmp) / "roc_curve.png"
+        _roc_png(y_true, y_prob, metrics["roc_auc"], roc_path)
+        client.log_artifact(run_id, str(report_path), artifact_path=REPORT_DIR)
+        client.log_artifact(run_id, str(roc_path), artifact_path=REPORT_DIR)
     return metrics
+
+
+def _directory_bytes(directory: Path) -> int:
+    """Total size of the files under directory (the logged model: weights, code, env files)."""
+    return sum(path.stat().st_size for path in directory.rglob("*") if path.is_file())
+
+
+def _ranking_report(
+    recommendations: pd.DataFrame, holdout: pd.DataFrame, catalog: CatalogIndex
+) -> dict[str, Any]:
+    """How the ranking metrics were computed, so a reader can interpret them."""
+    positives = holdout.loc[labels(holdout) == 1, "userId"]
+    return {
+        "k": RANKING_K,
+        "relevance": f"holdout rating >= {LABEL_THRESHOLD}",
+        "candidates": "every catalog movie the user did not rate in training (no sampling)",
+        "ranking_score": "propensity (share of training users who rated the movie) x P(like)",
+        "users": int(holdout["userId"].nunique()),
+        "users_with_relevant_items": int(positives.nunique()),
+        "catalog_size": int(len(catalog.movie_ids)),
+        "distinct_movies_recommended": int(recommendations["movieId"].nunique()),
+        "latency_request_rows": LATENCY_REQUEST_ROWS,
+    }
 
 
 def _report(

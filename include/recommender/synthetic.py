@@ -122,6 +122,9 @@ class SyntheticOracle:
 
     :param user_ids: sorted userIds the oracle knows.
     :param movie_ids: sorted movieIds the oracle knows.
+    :param movie_log_popularity: per movie, the log popularity weight that drives which movies
+        get rated (None for oracles built without it).
+    :param user_focus: per user, how strongly the user's picks follow popularity.
     """
 
     user_ids: np.ndarray
@@ -135,6 +138,8 @@ class SyntheticOracle:
     movie_genres: np.ndarray
     noise_sd: np.ndarray
     half_star_share: np.ndarray
+    movie_log_popularity: np.ndarray | None = None
+    user_focus: np.ndarray | None = None
 
     def _index(self, ids: np.ndarray, known: np.ndarray, kind: str) -> np.ndarray:
         ids = np.asarray(ids)
@@ -193,6 +198,39 @@ class SyntheticOracle:
         p_whole = _normal_sf((whole_cut - latent) / sd) if threshold > 1.0 else 1.0
         p_half = _normal_sf((half_cut - latent) / sd) if threshold > 0.5 else 1.0
         return ((1.0 - half) * p_whole + half * p_half).reshape(np.shape(user_ids))
+
+
+    def watch_and_like_score(
+        self, user_ids: np.ndarray, movie_ids: np.ndarray, threshold: float = 4.0
+    ) -> np.ndarray:
+        """Return, up to a per-user factor, P(the user rates the movie and rates it >= threshold).
+
+        The generator picks a user's movies with weight exp(focus * log popularity +
+        preference * latent rating) and rates them independently of that choice, so this
+        product of the pick weight and ``label_probability`` ranks a user's unrated movies as
+        well as anything can (compare scores within one user only: the scale varies by user).
+
+        :param user_ids: userIds, same shape as movie_ids.
+        :param movie_ids: movieIds.
+        :param threshold: rating threshold (a half-star value).
+        """
+        if self.movie_log_popularity is None or self.user_focus is None:
+            raise ValueError("this oracle was built without the generator's popularity weights")
+        latent, users = self._latent(np.ravel(user_ids), np.ravel(movie_ids))
+        movies = self._index(np.ravel(movie_ids), self.movie_ids, "movie")
+        pick = np.exp(
+            self.user_focus[users] * self.movie_log_popularity[movies]
+            + _PREFERENCE_WEIGHT * (latent - self.global_mean)
+        )
+        like = self.label_probability(user_ids, movie_ids, threshold).ravel()
+        return (pick * like).reshape(np.shape(user_ids))
+
+
+def _popularity_focus(counts: np.ndarray) -> np.ndarray:
+    """How strongly each user's picks follow popularity, from the user's number of ratings."""
+    # Light raters stick to popular titles (MovieLens onboarding shows those first); heavy
+    # raters dig into the tail.
+    return 1.0 + _POPULARITY_FOCUS * np.log(np.maximum(_FOCUS_REFERENCE / counts, 1.0))
 
 
 def _normal_sf(z: np.ndarray) -> np.ndarray:
@@ -350,6 +388,8 @@ def generate_movielens(
         movie_genres=movie_genres,
         noise_sd=noise_sd,
         half_star_share=half_star_share,
+        movie_log_popularity=log_pop,
+        user_focus=_popularity_focus(counts),
     )
 
     users, items = _choose_pairs(rng, oracle, counts, log_pop)
@@ -412,9 +452,7 @@ def _choose_pairs(
             + oracle.user_tastes[chunk] @ oracle.movie_genres.T
             + oracle.movie_bias[None, :]
         )
-        # Light raters stick to popular titles (MovieLens onboarding shows those first); heavy
-        # raters dig into the tail.
-        focus = 1.0 + _POPULARITY_FOCUS * np.log(np.maximum(_FOCUS_REFERENCE / counts[chunk], 1.0))
+        focus = _popularity_focus(counts[chunk])
         keys = (focus[:, None] * log_pop + _PREFERENCE_WEIGHT * latent).astype(np.float32)
         keys -= np.log(np.maximum(rng.standard_exponential(keys.shape, dtype=np.float32), 1e-30))
         in_chunk = (forced_rows >= lo) & (forced_rows < lo + len(chunk))

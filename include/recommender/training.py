@@ -13,7 +13,6 @@ import os
 import shutil
 import tempfile
 import time
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,15 +22,15 @@ from typing import Any
 
 import mlflow
 import mlflow.pyfunc
-import numpy as np
 import pandas as pd
 from mlflow.entities import Metric
-from mlflow.models import infer_signature
+from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
+from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
-from include.recommender.features import FEATURE_NAMES, FeatureTables, labels, out_of_fold_features
-from include.recommender.models import build_estimator, effective_hyperparameters
-from include.recommender.pyfunc import INPUT_COLUMNS, RecommenderModel
+from include.recommender.fitting import FittedModel, fit_model
+from include.recommender.models import SKLEARN_MODEL_TYPES, build_estimator, effective_hyperparameters
+from include.recommender.pyfunc import DEFAULT_PARAMS, INPUT_COLUMNS
 from include.recommender.schema import RATING_MAX, RATING_MIN, MovieLensData
 from include.recommender.snapshot import fingerprint, ratings_before, temporal_split
 
@@ -100,9 +99,35 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_location: str | 
     return experiment.experiment_id
 
 
-def pip_requirements() -> list[str]:
-    """Return exact pins of the packages the pyfunc model needs, from this interpreter."""
-    return [f"{package}=={importlib.metadata.version(package)}" for package in PINNED_PACKAGES]
+def pip_requirements(extra: tuple[str, ...] = ()) -> list[str]:
+    """Return exact pins of the packages the pyfunc model needs, from this interpreter.
+
+    A local version label (torch's "+cpu") is dropped: pip cannot resolve it from PyPI.
+
+    :param extra: packages needed beyond PINNED_PACKAGES (e.g. "torch").
+    """
+    return [
+        f"{package}=={importlib.metadata.version(package).split('+')[0]}"
+        for package in (*PINNED_PACKAGES, *extra)
+    ]
+
+
+def model_signature() -> ModelSignature:
+    """The signature shared by every model type (see pyfunc's module docstring).
+
+    movieId is optional because recommend mode takes userId alone; the output schema is the
+    score mode's (MLflow does not enforce outputs, and recommend mode returns a frame).
+    """
+    return ModelSignature(
+        inputs=Schema([ColSpec("long", "userId"), ColSpec("long", "movieId", required=False)]),
+        outputs=Schema([ColSpec("double")]),
+        params=ParamSchema(
+            [
+                ParamSpec("mode", "string", DEFAULT_PARAMS["mode"]),
+                ParamSpec("k", "long", DEFAULT_PARAMS["k"]),
+            ]
+        ),
+    )
 
 
 def data_quality_counts(ratings: pd.DataFrame) -> dict[str, int]:
@@ -127,6 +152,7 @@ def dataset_params(
     cutoff: datetime | None,
     holdout_fraction: float,
     data_fingerprint: str,
+    feature_count: int,
 ) -> dict[str, str]:
     """Return the ``dataset_*`` params the seed's validation and lineage code reads.
 
@@ -137,6 +163,7 @@ def dataset_params(
     :param cutoff: the snapshot cutoff (None = all data).
     :param holdout_fraction: share of the snapshot held out.
     :param data_fingerprint: fingerprint of the snapshot.
+    :param feature_count: number of input features of the model.
     """
     quality = data_quality_counts(snapshot)
     return {
@@ -146,7 +173,7 @@ def dataset_params(
         "dataset_holdout_fraction": str(holdout_fraction),
         "dataset_train_size": str(len(train)),
         "dataset_test_size": str(len(holdout)),
-        "dataset_feature_count": str(len(FEATURE_NAMES)),
+        "dataset_feature_count": str(feature_count),
         "dataset_n_users": str(snapshot["userId"].nunique()),
         "dataset_n_movies": str(snapshot["movieId"].nunique()),
         "dataset_duplicate_count": str(quality["duplicate_count"]),
@@ -157,18 +184,6 @@ def dataset_params(
 
 def _param_value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
-
-
-def _iteration_metrics(estimator: Any) -> dict[str, list[float]]:
-    """Per-iteration losses of a boosting estimator with early stopping (else empty)."""
-    curves = {}
-    # scoring="loss" stores negative log-loss per iteration (index 0 = before the first tree).
-    if getattr(estimator, "scoring", None) == "loss":
-        for attribute, key in (("train_score_", "train_loss"), ("validation_score_", "val_loss")):
-            scores = getattr(estimator, attribute, None)
-            if scores is not None and len(scores):
-                curves[key] = [float(-score) for score in scores]
-    return curves
 
 
 def _log_curves(client: MlflowClient, run_id: str, curves: dict[str, list[float]]) -> None:
@@ -214,7 +229,7 @@ def train_and_log(
     holdout_fraction: float = 0.2,
     artifact_location: str | None = None,
 ) -> TrainingResult:
-    """Fit features and estimator on the training part of the cutoff snapshot; log one run.
+    """Fit model_type on the training part of the cutoff snapshot; log everything to one run.
 
     Configuration errors (unknown model_type, bad hyperparameters) raise before any run is
     created; any later failure ends the run FAILED and propagates.
@@ -229,8 +244,9 @@ def train_and_log(
     :param holdout_fraction: latest share of the snapshot kept out of training for evaluation.
     :param artifact_location: artifact root used when the experiment has to be created.
     """
-    estimator = build_estimator(model_type, hyperparameters)
     effective = effective_hyperparameters(model_type, hyperparameters)
+    if model_type in SKLEARN_MODEL_TYPES:
+        build_estimator(model_type, hyperparameters)  # sklearn checks its values here
     params = {"model_type": model_type, **{k: _param_value(v) for k, v in effective.items()}}
     with tracking_uri_scope(tracking_uri):
         client = MlflowClient()
@@ -242,58 +258,52 @@ def train_and_log(
             data_fingerprint = fingerprint(snapshot)
             train, holdout = temporal_split(snapshot, holdout_fraction)
             mlflow.log_params(params)
-            mlflow.log_params(
-                dataset_params(
-                    data=data,
-                    snapshot=snapshot,
-                    train=train,
-                    holdout=holdout,
-                    cutoff=cutoff,
-                    holdout_fraction=holdout_fraction,
-                    data_fingerprint=data_fingerprint,
+            with tempfile.TemporaryDirectory(prefix="model-files-") as workdir:
+                started = time.perf_counter()
+                fitted = fit_model(model_type, effective, train, data.movies, Path(workdir))
+                training_seconds = time.perf_counter() - started
+                mlflow.log_params(
+                    dataset_params(
+                        data=data,
+                        snapshot=snapshot,
+                        train=train,
+                        holdout=holdout,
+                        cutoff=cutoff,
+                        holdout_fraction=holdout_fraction,
+                        data_fingerprint=data_fingerprint,
+                        feature_count=fitted.feature_count,
+                    )
                 )
-            )
-
-            started = time.perf_counter()
-            # Out-of-fold features for the estimator's own rows (no self-leakage), and tables
-            # fitted on all training rows for serving; the holdout is never seen here.
-            train_matrix = out_of_fold_features(train, data.movies)
-            y_train = labels(train)
-            features = FeatureTables.fit(train, data.movies)
-            estimator.fit(train_matrix, y_train)
-            training_seconds = time.perf_counter() - started
-
-            train_accuracy = float(np.mean(estimator.predict(train_matrix) == y_train))
-            mlflow.log_metrics(
-                {
-                    "train_accuracy": train_accuracy,
-                    "training_time_seconds": training_seconds,
-                    # The seed also keeps these sizes as metrics (besides the params above).
-                    "dataset_train_size": float(len(train)),
-                    "dataset_test_size": float(len(holdout)),
-                    "dataset_feature_count": float(len(FEATURE_NAMES)),
-                }
-            )
-            _log_curves(client, run_id, _iteration_metrics(estimator))
-
-            model = RecommenderModel(features=features, estimator=estimator, model_type=model_type)
-            example = train[list(INPUT_COLUMNS)].head(INPUT_EXAMPLE_ROWS).reset_index(drop=True)
-            with warnings.catch_warnings():
-                # Ids are integers by contract; MLflow's "integers cannot hold NaN" hint is noise.
-                warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
-                signature = infer_signature(example, model.predict_proba(example))
-            with _staged_code() as code_dir:
-                model_info = mlflow.pyfunc.log_model(
-                    name=MODEL_NAME_IN_RUN,
-                    python_model=model,
-                    code_paths=[code_dir],
-                    signature=signature,
-                    input_example=example,
-                    pip_requirements=pip_requirements(),
+                mlflow.log_metrics(
+                    {
+                        **fitted.metrics,
+                        "training_time_seconds": training_seconds,
+                        # The seed also keeps these sizes as metrics (besides the params).
+                        "dataset_train_size": float(len(train)),
+                        "dataset_test_size": float(len(holdout)),
+                        "dataset_feature_count": float(fitted.feature_count),
+                    }
                 )
+                _log_curves(client, run_id, fitted.curves)
+                model_info = _log_model(fitted, train)
     return TrainingResult(
         run_id=run_id,
         model_uri=model_info.model_uri,
         data_fingerprint=data_fingerprint,
         training_seconds=training_seconds,
     )
+
+
+def _log_model(fitted: FittedModel, train: pd.DataFrame) -> Any:
+    """Log the fitted pyfunc model (signature, example, pinned requirements) in the active run."""
+    example = train[list(INPUT_COLUMNS)].head(INPUT_EXAMPLE_ROWS).reset_index(drop=True)
+    with _staged_code() as code_dir:
+        return mlflow.pyfunc.log_model(
+            name=MODEL_NAME_IN_RUN,
+            python_model=fitted.python_model,
+            artifacts=fitted.artifacts or None,
+            code_paths=[code_dir],
+            signature=model_signature(),
+            input_example=example,
+            pip_requirements=pip_requirements(fitted.packages),
+        )

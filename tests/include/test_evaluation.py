@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 from threadpoolctl import threadpool_limits
 
-from include.recommender.evaluation import METRIC_NAMES, classification_metrics, evaluate_and_log
+from include.recommender.evaluation import (
+    METRIC_NAMES,
+    ORACLE_METRIC_NAMES,
+    RANKING_METRIC_NAMES,
+    SERVING_METRIC_NAMES,
+    classification_metrics,
+    evaluate_and_log,
+)
 from include.recommender.schema import DataValidationError, MovieLensData
 from include.recommender.synthetic import generate_movielens
 from include.recommender.training import train_and_log
@@ -81,8 +89,9 @@ def data():
 
 
 @pytest.fixture(scope="module")
-def run(data, tmp_path_factory):
+def run(data, tmp_path_factory, _empty_mlflow_db):
     root = tmp_path_factory.mktemp("mlflow-eval")
+    shutil.copy(_empty_mlflow_db, root / "mlflow.db")  # already migrated: saves seconds
     uri = f"sqlite:///{root}/mlflow.db"
     result = train_and_log(
         data=data,
@@ -104,9 +113,17 @@ def test_evaluate_and_log_logs_metrics_report_and_plot(data, run):
     client = MlflowClient(run["uri"])
     logged = client.get_run(run["run_id"]).data.metrics
 
-    assert set(metrics) == set(METRIC_NAMES)
-    assert all(0.0 <= v <= 1.0 for v in metrics.values())
-    assert {k: logged[k] for k in METRIC_NAMES} == pytest.approx(metrics)
+    assert set(metrics) == {
+        *METRIC_NAMES, *RANKING_METRIC_NAMES, *ORACLE_METRIC_NAMES, *SERVING_METRIC_NAMES
+    }
+    assert all(0.0 <= metrics[k] <= 1.0 for k in (*METRIC_NAMES, *RANKING_METRIC_NAMES))
+    assert {k: logged[k] for k in metrics} == pytest.approx(metrics)
+    assert 0.0 < metrics["oracle_ndcg_at_10"] <= 1.0
+    assert metrics["ndcg_share_of_oracle"] == pytest.approx(
+        metrics["ndcg_at_10"] / metrics["oracle_ndcg_at_10"]
+    )
+    assert 0.0 < metrics["inference_p50_ms"] <= metrics["inference_p95_ms"]
+    assert metrics["model_size_bytes"] > 10_000
     files = {a.path for a in client.list_artifacts(run["run_id"], "evaluation")}
     assert files == {"evaluation/report.json", "evaluation/roc_curve.png"}
     report_path = client.download_artifacts(
@@ -116,6 +133,8 @@ def test_evaluate_and_log_logs_metrics_report_and_plot(data, run):
         report = json.load(handle)
     assert report["metrics"] == pytest.approx(metrics)
     assert report["holdout_size"] == sum(report["confusion_matrix"].values())
+    assert report["ranking"]["k"] == 10
+    assert report["ranking"]["users_with_relevant_items"] <= report["ranking"]["users"]
     png = client.download_artifacts(run["run_id"], "evaluation/roc_curve.png", str(run["root"]))
     with open(png, "rb") as handle:
         assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
@@ -144,3 +163,10 @@ def test_roc_auc_from_probabilities_not_labels():
     # Ranking matters for AUC even when thresholded predictions are identical.
     y = np.array([0, 1, 0, 1])
     assert classification_metrics(y, [0.1, 0.2, 0.3, 0.4])["roc_auc"] == pytest.approx(0.75)
+
+
+def test_real_data_without_an_oracle_logs_no_oracle_metrics(data, run):
+    plain = MovieLensData(ratings=data.ratings, movies=data.movies, source=data.source)
+    metrics = evaluate_and_log(run_id=run["run_id"], data=plain, cutoff=None, tracking_uri=run["uri"])
+    assert not set(ORACLE_METRIC_NAMES) & set(metrics)
+    assert set(RANKING_METRIC_NAMES) <= set(metrics)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 
@@ -190,3 +191,21 @@ def test_write_movielens_writes_movielens_csv(tmp_path):
     movies_lines = (out / "movies.csv").read_text().splitlines()
     assert movies_lines[0] == "movieId,title,genres"
     assert len(movies_lines) == SMALL["n_movies"] + 1
+
+
+def test_oracle_watch_and_like_score_ranks_the_movies_users_rated_high(default_data):
+    # The score mirrors how the generator picks movies: what a user rated sits far above a
+    # random movie of the catalog (mean percentile 0.5) in that user's ranking.
+    oracle, ratings, movies = default_data.oracle, default_data.ratings, default_data.movies["movieId"].to_numpy()
+    users = np.arange(1, 41)
+    scores = oracle.watch_and_like_score(np.repeat(users, len(movies)), np.tile(movies, len(users)))
+    percentile = scores.reshape(len(users), -1).argsort(axis=1).argsort(axis=1) / len(movies)
+    rated = np.stack([np.isin(movies, ratings.loc[ratings["userId"] == u, "movieId"]) for u in users])
+    assert percentile[rated].mean() > 0.8
+    assert np.all(scores > 0)
+
+
+def test_oracle_without_popularity_weights_refuses_watch_and_like_score(default_data):
+    bare = dataclasses.replace(default_data.oracle, movie_log_popularity=None, user_focus=None)
+    with pytest.raises(ValueError, match="popularity weights"):
+        bare.watch_and_like_score(np.array([1]), default_data.movies["movieId"].to_numpy()[:1])

@@ -1,11 +1,10 @@
-"""train_and_log against a real MLflow (SQLite store, local artifacts)."""
+"""train_and_log against a real MLflow (SQLite store, local artifacts). Loading in a fresh
+interpreter, for every model type, is in test_model_registry."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
+import shutil
 from datetime import datetime, timezone
 
 import mlflow
@@ -50,8 +49,9 @@ def data():
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
+def store(tmp_path_factory, _empty_mlflow_db):
     root = tmp_path_factory.mktemp("mlflow")
+    shutil.copy(_empty_mlflow_db, root / "mlflow.db")  # already migrated: saves seconds
     return {"uri": f"sqlite:///{root}/mlflow.db", "artifacts": str(root / "artifacts")}
 
 
@@ -122,53 +122,6 @@ def test_model_uri_registers_with_run_lineage(trained, store):
     assert version.run_id == trained.run_id
 
 
-def _csv(values: list[int]) -> str:
-    return ",".join(map(str, values))
-
-
-_LOAD_SCRIPT = """
-import json, sys
-import mlflow.pyfunc, pandas as pd
-try:
-    import include
-    sys.exit("include is importable before loading the model: " + include.__file__)
-except ImportError:
-    pass
-model = mlflow.pyfunc.load_model(sys.argv[1])
-import include
-pairs = pd.DataFrame({"userId": [int(x) for x in sys.argv[2].split(",")],
-                      "movieId": [int(x) for x in sys.argv[3].split(",")]})
-proba = model.predict(pairs)
-print(json.dumps({"proba": [float(p) for p in proba], "include": include.__file__}))
-"""
-
-
-@pytest.mark.parametrize("uri_kind", ["model_uri", "runs"])
-def test_model_loads_in_a_fresh_interpreter(trained, data, store, tmp_path, uri_kind):
-    """Loads from the registry store without the repository on sys.path."""
-    uri = trained.model_uri if uri_kind == "model_uri" else f"runs:/{trained.run_id}/model"
-    users = data.ratings["userId"].head(4).tolist() + [10**9]
-    movies = data.ratings["movieId"].head(4).tolist() + [10**9]
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["MLFLOW_TRACKING_URI"] = store["uri"]
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    completed = subprocess.run(
-        [sys.executable, "-c", _LOAD_SCRIPT, uri, _csv(users), _csv(movies)],
-        cwd=elsewhere,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    result = json.loads(completed.stdout.strip().splitlines()[-1])
-    assert len(result["proba"]) == 5
-    assert all(0.0 <= p <= 1.0 for p in result["proba"])
-    # The package came from the model's shipped code, not from this checkout.
-    assert not result["include"].startswith(os.path.dirname(os.path.dirname(training.__file__)))
-
-
 def test_tracking_uri_is_restored(data, store, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////nonexistent/caller.db")
     monkeypatch.setattr("mlflow.tracking._tracking_service.utils._tracking_uri", None)
@@ -191,7 +144,7 @@ def test_failure_inside_training_ends_the_run_failed(data, store, monkeypatch):
     def explode(*args, **kwargs):
         raise RuntimeError("injected failure during feature building")
 
-    monkeypatch.setattr(training, "out_of_fold_features", explode)
+    monkeypatch.setattr(training, "fit_model", explode)
     experiment = "recommender-failure"
     with pytest.raises(RuntimeError, match="injected failure"):
         train_and_log(
@@ -211,7 +164,11 @@ def test_failure_inside_training_ends_the_run_failed(data, store, monkeypatch):
 
 @pytest.mark.parametrize(
     ("model_type", "params", "message"),
-    [("svm", {}, "'svm'"), ("hist_gradient_boosting", {"learning_rate": -1}, "learning_rate")],
+    [
+        ("svm", {}, "'svm'"),
+        ("hist_gradient_boosting", {"learning_rate": -1}, "learning_rate"),
+        ("torch_ncf", {"hidden_size": 0}, "hidden_size"),
+    ],
 )
 def test_bad_configuration_fails_before_any_run(data, store, model_type, params, message):
     experiment = f"recommender-bad-{model_type}"

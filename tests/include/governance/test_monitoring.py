@@ -161,16 +161,21 @@ def small_data():
     return load_movielens(SMALL_DATA)
 
 
-def score(client, data, end=datetime(2030, 1, 1, tzinfo=UTC), policy=None, model="monitored"):
+@pytest.fixture
+def score(mlflow_client, mlflow_store):
+    """Score the champion into the test's own store (artifacts included, never ./mlruns)."""
     from include.governance.champion_monitor import score_champion
 
-    return score_champion(
-        client, model_name=model, data=data, requested_end=end, policy=policy or GovernancePolicy.load(),
-        run_tags={"airflow_run_id": "manual__test"},
-    )
+    def run(client, data, end=datetime(2030, 1, 1, tzinfo=UTC), policy=None, model="monitored"):
+        return score_champion(
+            client, model_name=model, data=data, requested_end=end, policy=policy or GovernancePolicy.load(),
+            run_tags={"airflow_run_id": "manual__test"}, artifact_location=mlflow_store["artifact_location"],
+        )
+
+    return run
 
 
-def test_no_champion_logs_nothing(mlflow_client, small_data):
+def test_no_champion_logs_nothing(mlflow_client, small_data, score):
     assert score(mlflow_client, small_data) is None
     assert mlflow_client.get_experiment_by_name("movie_recommendation_monitoring") is None
 
@@ -179,7 +184,7 @@ def test_no_champion_logs_nothing(mlflow_client, small_data):
     ("model", "validation", "status"),
     [("coin", "HIGH_VALIDATION", "degraded"), ("lookup", "MODEST_VALIDATION", "holds")],
 )
-def test_scoring_the_champion_logs_a_monitoring_run(mlflow_client, experiment_id, small_data, tmp_path, model, validation, status):
+def test_scoring_the_champion_logs_a_monitoring_run(mlflow_client, experiment_id, small_data, score, tmp_path, model, validation, status):
     from include.governance import champion_monitor as cm
     from tests.include.governance import monitor_support as ms
 
@@ -224,7 +229,7 @@ def test_scoring_the_champion_logs_a_monitoring_run(mlflow_client, experiment_id
     assert {c["name"] for c in report["checks"]} >= {"accuracy_vs_policy", "roc_auc_vs_validation"}
 
 
-def test_a_champion_that_cannot_load_fails_the_run_and_raises(mlflow_client, experiment_id, small_data):
+def test_a_champion_that_cannot_load_fails_the_run_and_raises(mlflow_client, experiment_id, small_data, score):
     from urllib.parse import unquote, urlparse
 
     from include.governance.artifact import ArtifactProblem
@@ -240,7 +245,7 @@ def test_a_champion_that_cannot_load_fails_the_run_and_raises(mlflow_client, exp
     assert run.info.status == "FAILED"
 
 
-def test_a_window_with_too_few_ratings_is_not_scored(mlflow_client, experiment_id, small_data):
+def test_a_window_with_too_few_ratings_is_not_scored(mlflow_client, experiment_id, small_data, score):
     from include.governance import champion_monitor as cm
     from tests.include.governance import monitor_support as ms
 
