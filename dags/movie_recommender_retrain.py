@@ -1,7 +1,7 @@
 """
 ### Retrain the movie recommender and govern it through the MLflow Model Registry
 
-`train -> log -> register -> validate -> approve -> wait_for_approval -> promote`
+`train -> log -> register -> validate -> approve -> review_in_airflow -> wait_for_approval -> promote`
 
 Every run trains a model on the ratings that fall before the run's data interval end (a re-run
 of the same interval trains on the same rows), logs it to MLflow, registers it as a new version
@@ -13,8 +13,11 @@ hyperparameters, data source (`synthetic`, a directory or `s3://` prefix with Mo
 `ratings.csv` and `movies.csv`, or `postgres://<connection id>` tables), approval mode, approval
 timeout and threshold overrides. Invalid params are refused before the run starts.
 
-**Approve a waiting version** (`approval_mode=manual`, or a drop against the champion that needs
-review): set the version's tags `approval_status=approved` (or `rejected`), `approved_by=<you>`
+**Approve a waiting version** (`approval_mode=manual` or `hitl`, or a drop against the champion
+that needs review). With `approval_mode=hitl` the `review_in_airflow` task asks on Airflow's
+*Required Actions* page and writes your answer, with your user name, to the version. Any mode
+also accepts the *movie_recommender_review* DAG's form, the reviewer CLI
+(`python -m include.governance approve ...`), or the version's tags `approval_status=approved` (or `rejected`), `approved_by=<you>`
 and optionally `approval_notes` in the MLflow UI or any MLflow client. The
 `wait_for_approval` task notices within its poke interval and the run promotes the version.
 The approver must not be the submitter (tag `submitted_by`).
@@ -38,6 +41,7 @@ from mlflow_governance.operators import (
     RequestApprovalOperator,
     ValidateModelVersionOperator,
 )
+from mlflow_governance.hitl import ModelVersionHITLApprovalOperator
 from mlflow_governance.sensors import ModelVersionApprovalSensor
 
 # Read at parse time from the environment only (no DB, no network): deployment-level knobs.
@@ -68,8 +72,9 @@ PARAMS = {
                          description="Train on ratings before this instant instead of the data interval end."),
     "holdout_fraction": Param(0.2, type="number", minimum=0.05, maximum=0.5,
                               description="Share of the most recent ratings held out for evaluation."),
-    "approval_mode": Param("auto", type="string", enum=["auto", "manual"],
-                           description="auto: the policy decides; manual: every version waits for a reviewer."),
+    "approval_mode": Param("auto", type="string", enum=["auto", "manual", "hitl"],
+                           description="auto: the policy decides; manual: every version waits for a reviewer; "
+                                       "hitl: manual, and the reviewer answers on Airflow's Required Actions page."),
     "approval_timeout_minutes": Param(24 * 60, type="number", exclusiveMinimum=0, maximum=30 * 24 * 60,
                                       description="How long a version may wait for a reviewer before it expires."),
     "min_accuracy": Param(None, type=["null", "number"], minimum=0, maximum=1,
@@ -189,8 +194,18 @@ def movie_recommender_retrain():
         task_id="approve",
         model_name="{{ params.model_name }}",
         version=register.output["version"],
-        approval_mode="{{ params.approval_mode }}",
+        # hitl is the manual policy with Airflow's own form as the channel.
+        approval_mode="{{ 'manual' if params.approval_mode == 'hitl' else params.approval_mode }}",
         policy_overrides=POLICY_OVERRIDES,
+    )
+    review_in_airflow = ModelVersionHITLApprovalOperator(
+        task_id="review_in_airflow",
+        model_name="{{ params.model_name }}",
+        version=register.output["version"],
+        approval_mode="{{ params.approval_mode }}",
+        approval_timeout_minutes="{{ params.approval_timeout_minutes }}",
+        policy_overrides=POLICY_OVERRIDES,
+        retries=0,
     )
     wait_for_approval = ModelVersionApprovalSensor(
         task_id="wait_for_approval",
@@ -209,7 +224,7 @@ def movie_recommender_retrain():
         policy_overrides=POLICY_OVERRIDES,
     )
 
-    chain(trained, evaluated, register, validate, approve, wait_for_approval, promote)
+    chain(trained, evaluated, register, validate, approve, review_in_airflow, wait_for_approval, promote)
 
 
 def _cutoff(data_cutoff: str | None, data_interval_end):

@@ -55,7 +55,7 @@ def test_every_dag_has_tags_owner_and_retries(dagbag):
 
 
 def test_task_order_is_the_lifecycle(retrain):
-    order = ["train", "log", "register", "validate", "approve", "wait_for_approval", "promote"]
+    order = ["train", "log", "register", "validate", "approve", "review_in_airflow", "wait_for_approval", "promote"]
     assert set(retrain.task_ids) == set(order)
     for position, task_id in enumerate(order[1:], start=1):
         upstream = retrain.get_task(task_id).upstream_task_ids
@@ -73,8 +73,9 @@ def test_schedule_and_concurrency(retrain):
 def test_retries_where_a_retry_is_safe(retrain):
     retries = {task.task_id: task.retries for task in retrain.tasks}
     assert retries["register"] >= 1 and retries["validate"] >= 1 and retries["promote"] >= 1
-    # The approval wait is resumed by clearing it, not by retrying: a timeout is final.
+    # The approval waits are resumed by clearing them, not by retrying: a timeout is final.
     assert retries["wait_for_approval"] == 0
+    assert retries["review_in_airflow"] == 0
 
 
 def test_approval_sensor_waits_without_a_worker_slot_and_times_out(retrain):
