@@ -16,7 +16,7 @@ export MLFLOW_ARTIFACTS := $(LOCAL)/mlflow/artifacts
 export AIRFLOW_CONN_MLFLOW_DEFAULT := {"conn_type": "generic", "host": "sqlite:///$(MLFLOW_DB)", "extra": {"artifact_location": "file://$(MLFLOW_ARTIFACTS)"}}
 export GIT_PYTHON_REFRESH := quiet
 
-.PHONY: demo test venv mlflow-ui airflow-ui clean
+.PHONY: demo test venv mlflow-ui airflow-ui review clean
 
 venv: $(VENV)/.installed
 
@@ -33,6 +33,10 @@ demo: venv
 ## The whole test suite.
 test: venv
 	$(PY) -m pytest
+
+## The reviewer CLI on the demo's store, e.g. make review ARGS="pending" (ARGS="--help" lists all).
+review: venv
+	$(PY) -m include.governance --tracking-uri sqlite:///$(MLFLOW_DB) $(ARGS)
 
 ## MLflow UI over the demo's store: http://127.0.0.1:5000
 mlflow-ui: venv

@@ -8,14 +8,15 @@ promote step read only that record.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mlflow import MlflowClient
 
 from include.governance import lifecycle as lc
+from include.governance.audit import evidence_metrics
 from include.governance.lifecycle import ApprovalStatus
 from include.governance.policy import ApprovalPolicy
-from include.governance.registry import require_version, set_tags
+from include.governance.registry import get_aliases, require_version, set_tags
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,8 @@ class ApprovalError(RuntimeError):
 class Decision:
     status: ApprovalStatus
     reason: str
+    # Who made it: None for the policy; a reviewer's name when a person had already decided.
+    decided_by: str | None = None
 
 
 def decide(
@@ -70,6 +73,8 @@ class ApprovalRecord:
     approved_by: str | None
     notes: str | None
     submitted_by: str | None
+    # When a person decided (manual_approval_timestamp), if one did.
+    decided_at: str | None = None
 
     @property
     def decided_by_person(self) -> bool:
@@ -84,6 +89,7 @@ def read_record(tags: dict[str, str], *, where: str) -> ApprovalRecord:
         approved_by=tags.get(lc.APPROVED_BY) or None,
         notes=tags.get(lc.APPROVAL_NOTES) or None,
         submitted_by=tags.get(lc.SUBMITTED_BY) or None,
+        decided_at=tags.get(lc.MANUAL_APPROVAL_TIMESTAMP) or None,
     )
 
 
@@ -116,7 +122,7 @@ def request_approval(
     record = read_record(mv.tags, where=where)
     if record.decided_by_person and record.status in (ApprovalStatus.APPROVED, ApprovalStatus.REJECTED):
         log.info("%s already decided by %s: %s", where, record.approved_by, record.status.value)
-        return Decision(record.status, record.reason or f"decided by {record.approved_by}")
+        return Decision(record.status, record.reason or f"decided by {record.approved_by}", record.approved_by)
 
     validation = mv.tags.get(lc.VALIDATION_STATUS)
     if validation is None:
@@ -151,11 +157,15 @@ def record_review(
     reviewer: str,
     notes: str | None,
     policy: ApprovalPolicy,
+    check_candidate: bool = False,
 ) -> ApprovalRecord:
     """Record a person's decision on a version, as a reviewer in the MLflow UI would.
 
     :param approve: True approves, False rejects.
     :param reviewer: the reviewer's user name (written to ``approved_by``).
+    :param check_candidate: also refuse a decision that could not take effect: approving a
+        version that is no longer ``@challenger`` or was validated against another champion,
+        or rejecting the serving ``@champion`` (roll back instead).
     :raises ApprovalError: the reviewer may not decide on this version.
     """
     version = str(version)
@@ -170,16 +180,50 @@ def record_review(
     problem = reviewer_problem(candidate, policy)
     if problem:
         raise ApprovalError(f"{where}: {problem}")
+    if check_candidate:
+        problem = candidate_problem(mv.tags, get_aliases(client, model_name), version, approve=approve)
+        if problem:
+            raise ApprovalError(f"{where}: {problem}; nothing was recorded")
     tags = {
-        lc.APPROVAL_STATUS: status.value,
         lc.APPROVED_BY: reviewer,
         lc.MANUAL_APPROVAL_TIMESTAMP: lc.utc_now_iso(),
         lc.APPROVAL_REASON: f"{'Approved' if approve else 'Rejected'} by {reviewer}",
     }
     if notes:
         tags[lc.APPROVAL_NOTES] = notes[:4000]
+    # Tags are written one by one and a sensor may read between two writes: the status goes
+    # last, so whoever sees the decision also sees who made it, when, and why.
+    tags[lc.APPROVAL_STATUS] = status.value
     set_tags(client, model_name, version, tags)
     return read_record({**mv.tags, **tags}, where=where)
+
+
+def candidate_problem(tags: dict[str, str], aliases: dict[str, str], version: str, *, approve: bool) -> str | None:
+    """Why a person's decision on this version would not take effect now, or None.
+
+    :param tags: the version's tags.
+    :param aliases: the model's aliases (``{alias: version}``).
+    :param approve: whether the decision approves (else rejects).
+    """
+    champion = aliases.get(lc.CHAMPION)
+    if not approve:
+        if champion == version:
+            return f"it is the serving @{lc.CHAMPION}; roll back to another version instead of rejecting it"
+        return None
+    if champion == version:
+        return f"it is already @{lc.CHAMPION}"
+    if aliases.get(lc.CHALLENGER) != version:
+        return (
+            f"it is no longer the candidate (@{lc.CHALLENGER} is {aliases.get(lc.CHALLENGER) or 'unset'}): "
+            "a stale approval would not promote it"
+        )
+    baseline = tags.get(lc.VALIDATION_BASELINE_VERSION, lc.NO_BASELINE)
+    if baseline != (champion or lc.NO_BASELINE):
+        return (
+            f"it was validated against champion {baseline} but the champion is now {champion or lc.NO_BASELINE}; "
+            "re-validate it before approving"
+        )
+    return None
 
 
 def expire(client: MlflowClient, model_name: str, version: str | int, *, waited: str) -> bool:
@@ -203,3 +247,95 @@ def expire(client: MlflowClient, model_name: str, version: str | int, *, waited:
         },
     )
     return True
+
+
+@dataclass(frozen=True)
+class PendingVersion:
+    """A version waiting for a person's decision, as the registry search returned it."""
+
+    model_name: str
+    version: str
+    status: str
+    reason: str
+    submitted_by: str | None
+    requested_at: str | None
+    run_id: str
+    # The validation numbers on the version (validation_<metric> tags).
+    evidence: dict[str, float] = field(default_factory=dict)
+    # The model's @challenger when it is another version: approving this one would be stale.
+    challenger: str | None = None
+
+    @property
+    def is_candidate(self) -> bool:
+        return self.challenger == self.version
+
+    def as_dict(self) -> dict:
+        return {
+            "model_name": self.model_name,
+            "version": self.version,
+            "status": self.status,
+            "reason": self.reason,
+            "submitted_by": self.submitted_by,
+            "requested_at": self.requested_at,
+            "run_id": self.run_id,
+            "evidence": dict(self.evidence),
+            "challenger": self.challenger,
+            "is_candidate": self.is_candidate,
+        }
+
+
+# Decided statuses, excluded in the registry search itself: tag filters take =, !=, LIKE and
+# ILIKE but not IN, and conditions on one tag are ANDed, so "not decided" is one filter.
+_DECIDED = (ApprovalStatus.APPROVED, ApprovalStatus.REJECTED, ApprovalStatus.EXPIRED)
+PENDING_FILTER = " AND ".join(f"tags.{lc.APPROVAL_STATUS} != '{s.value}'" for s in _DECIDED)
+
+
+def pending_versions(client: MlflowClient, model_name: str | None = None, *, page_size: int = 1000) -> list[PendingVersion]:
+    """Versions awaiting a decision, across models, from one paged registry search.
+
+    The search returns each version with its tags, so nothing is fetched per version; only the
+    aliases of each model with a waiting version are read (one call per such model).
+
+    :param model_name: only this model.
+    :param page_size: versions per page of the search.
+    """
+    query = PENDING_FILTER
+    if model_name is not None:
+        if "'" in model_name or "\\" in model_name:
+            raise ValueError(f"model name {model_name!r} contains a quote or backslash")
+        query = f"name = '{model_name}' AND {query}"
+    found, token = [], None
+    while True:
+        page = client.search_model_versions(
+            query, max_results=page_size, order_by=["name ASC", "version_number ASC"], page_token=token
+        )
+        found.extend(page)
+        token = page.token
+        if not token:
+            break
+    waiting = []
+    for mv in found:
+        raw = mv.tags.get(lc.APPROVAL_STATUS)
+        try:
+            status = ApprovalStatus.parse(raw, where=f"{mv.name} v{mv.version}")
+        except ValueError:
+            # A malformed status blocks the waiting run: show it so someone fixes the tag.
+            status = None
+        if status is not None and status not in lc.AWAITING_DECISION:
+            continue
+        waiting.append((mv, status.value if status else f"invalid: {raw!r}"))
+    aliases = {name: get_aliases(client, name) for name in sorted({mv.name for mv, _ in waiting})}
+    return [
+        PendingVersion(
+            model_name=mv.name,
+            version=str(mv.version),
+            status=status,
+            reason=mv.tags.get(lc.APPROVAL_REASON, ""),
+            submitted_by=mv.tags.get(lc.SUBMITTED_BY),
+            requested_at=mv.tags.get(lc.APPROVAL_TIMESTAMP),
+            run_id=mv.run_id,
+            evidence=evidence_metrics(mv.tags),
+            challenger=aliases[mv.name].get(lc.CHALLENGER),
+        )
+        for mv, status in waiting
+    ]

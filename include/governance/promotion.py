@@ -30,6 +30,8 @@ class PromotionResult:
     version: str
     previous_champion: str | None
     changed: bool
+    # The promotion's instant (the version's promotion_timestamp tag), also when nothing changed.
+    promoted_at: str | None = None
 
     def as_xcom(self) -> dict:
         return {
@@ -88,7 +90,14 @@ def promote(client: MlflowClient, model_name: str, version: str | int, policy: A
     if old == version:
         log.info("%s is already @%s; nothing to change", where, lc.CHAMPION)
         _read_back(client, model_name, version)
-        return PromotionResult(model_name, version, mv.tags.get(lc.PREVIOUS_CHAMPION_VERSION), changed=False)
+        previous = mv.tags.get(lc.PREVIOUS_CHAMPION_VERSION)
+        return PromotionResult(
+            model_name,
+            version,
+            None if previous == lc.NO_BASELINE else previous,
+            changed=False,
+            promoted_at=mv.tags.get(lc.PROMOTION_TIMESTAMP),
+        )
 
     now = lc.utc_now_iso()
     if old is not None:
@@ -109,7 +118,7 @@ def promote(client: MlflowClient, model_name: str, version: str | int, policy: A
         client.delete_registered_model_alias(model_name, lc.CHALLENGER)
     _read_back(client, model_name, version)
     log.info("%s is now @%s (previous: %s)", where, lc.CHAMPION, old or "none")
-    return PromotionResult(model_name, version, old, changed=True)
+    return PromotionResult(model_name, version, old, changed=True, promoted_at=now)
 
 
 def _read_back(client: MlflowClient, model_name: str, version: str) -> None:

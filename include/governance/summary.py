@@ -29,6 +29,14 @@ def version_summary(client: MlflowClient, model_name: str, version: str | int) -
         "champion_version": aliases.get(lc.CHAMPION),
         "previous_champion_version": aliases.get(lc.PREVIOUS_CHAMPION),
         "aliases": sorted(alias for alias, v in aliases.items() if v == str(mv.version)),
+        "submitted_by": mv.tags.get(lc.SUBMITTED_BY),
+        "approval_notes": mv.tags.get(lc.APPROVAL_NOTES),
+        "validation_timestamp": mv.tags.get(lc.VALIDATION_TIMESTAMP),
+        "validation_baseline_version": mv.tags.get(lc.VALIDATION_BASELINE_VERSION),
+        "promotion_timestamp": mv.tags.get(lc.PROMOTION_TIMESTAMP),
+        "data_fingerprint": mv.tags.get(lc.DATA_FINGERPRINT),
+        "airflow_dag_id": mv.tags.get(lc.AIRFLOW_DAG_ID),
+        "airflow_run_id": mv.tags.get(lc.AIRFLOW_RUN_ID),
     }
 
 
@@ -38,6 +46,8 @@ def format_summary(summary: dict) -> str:
     approval = summary["approval_status"] or "none"
     if summary["approval_reason"]:
         approval += f" ({summary['approval_reason']})"
+    if summary.get("approved_by"):
+        approval += f", by {summary['approved_by']}"
     validation = summary["validation_status"] or "not validated"
     if summary["validation_summary"]:
         validation += f" ({summary['validation_summary']})"
@@ -51,5 +61,92 @@ def format_summary(summary: dict) -> str:
     ]
     if summary["training_seconds"] is not None:
         rows.append(("training time", f"{summary['training_seconds']:.1f} s"))
+    optional = (
+        ("submitted by", "submitted_by"),
+        ("notes", "approval_notes"),
+        ("promoted at", "promotion_timestamp"),
+        ("data", "data_fingerprint"),
+        ("dag run", "airflow_run_id"),
+    )
+    rows.extend((label, str(summary[key])) for label, key in optional if summary.get(key))
     width = max(len(label) for label, _ in rows)
     return "\n".join(f"{label:<{width}}  {value}" for label, value in rows)
+
+
+def compare_versions(client: MlflowClient, model_name: str, version_a: str | int, version_b: str | int) -> dict:
+    """Metrics and params of two versions side by side (the seed's ``compare_model_versions``).
+
+    :return: ``version1``/``version2`` (version, aliases, metrics, params, creation time),
+        ``metrics`` and ``params`` as rows ``{name, a, b}`` (metrics also ``diff`` = b - a), and
+        the seed's ``performance_diff`` on accuracy when both have it.
+    """
+    aliases = get_aliases(client, model_name)
+    sides = []
+    for version in (version_a, version_b):
+        mv = require_version(client, model_name, version)
+        run = client.get_run(mv.run_id)
+        sides.append(
+            {
+                "version": str(mv.version),
+                "aliases": sorted(alias for alias, v in aliases.items() if v == str(mv.version)),
+                "run_id": mv.run_id,
+                "metrics": dict(run.data.metrics),
+                "params": dict(run.data.params),
+                "creation_time": mv.creation_timestamp,
+                "approval_status": mv.tags.get(lc.APPROVAL_STATUS),
+                "validation_status": mv.tags.get(lc.VALIDATION_STATUS),
+            }
+        )
+    a, b = sides
+    metric_rows = []
+    for name in sorted(set(a["metrics"]) | set(b["metrics"])):
+        va, vb = a["metrics"].get(name), b["metrics"].get(name)
+        diff = vb - va if va is not None and vb is not None else None
+        metric_rows.append({"name": name, "a": va, "b": vb, "diff": diff})
+    param_rows = [
+        {"name": name, "a": a["params"].get(name), "b": b["params"].get(name),
+         "differs": a["params"].get(name) != b["params"].get(name)}
+        for name in sorted(set(a["params"]) | set(b["params"]))
+    ]
+    comparison = {
+        "model_name": model_name,
+        "version1": a,
+        "version2": b,
+        "metrics": metric_rows,
+        "params": param_rows,
+    }
+    if "accuracy" in a["metrics"] and "accuracy" in b["metrics"]:
+        improvement = b["metrics"]["accuracy"] - a["metrics"]["accuracy"]
+        comparison["performance_diff"] = {
+            "accuracy_improvement": improvement,
+            "better_model": b["version"] if improvement > 0 else a["version"],
+        }
+    return comparison
+
+
+def model_lineage(client: MlflowClient, model_name: str, version: str | int) -> dict:
+    """Where a version came from: run, experiment, data and DAG run (the seed's ``get_model_lineage``)."""
+    mv = require_version(client, model_name, version)
+    run = client.get_run(mv.run_id)
+    experiment = client.get_experiment(run.info.experiment_id)
+    params = dict(run.data.params)
+    return {
+        "model_name": model_name,
+        "version": str(mv.version),
+        "run_id": mv.run_id,
+        "run_name": run.info.run_name,
+        "run_status": run.info.status,
+        "experiment_id": run.info.experiment_id,
+        "experiment_name": experiment.name,
+        "creation_time": mv.creation_timestamp,
+        "source": mv.source,
+        "model_id": getattr(mv, "model_id", None),
+        "data_fingerprint": mv.tags.get(lc.DATA_FINGERPRINT) or params.get("dataset_fingerprint"),
+        "dataset_info": {k: v for k, v in sorted(params.items()) if k.startswith("dataset_")},
+        "airflow_dag_id": mv.tags.get(lc.AIRFLOW_DAG_ID) or run.data.tags.get(lc.AIRFLOW_DAG_ID),
+        "airflow_run_id": mv.tags.get(lc.AIRFLOW_RUN_ID) or run.data.tags.get(lc.AIRFLOW_RUN_ID),
+        "submitted_by": mv.tags.get(lc.SUBMITTED_BY),
+        "tags": dict(mv.tags),
+        "metrics": dict(run.data.metrics),
+        "parameters": params,
+    }

@@ -3,6 +3,10 @@
 Every operator takes keyword-only arguments, templates its identifiers (so XComArgs and Jinja
 resolve at run time) and builds its client in ``execute``. Refusals that a retry cannot fix
 (a rejected or stale version) raise ``AirflowFailException`` so the task fails without retrying.
+
+Each step appends its governance events to the audit trail (``mlflow_governance.audit``) after
+the registry change, keyed by the registry state it left: a retry that finds the work done
+records nothing twice, and one that follows a crash before the audit fills the gap.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
+from mlflow_governance.audit import AUDIT_CONN_ID, audit_context, audit_trail
 from mlflow_governance.hooks import MlflowHook
 
 
@@ -35,17 +40,33 @@ class _MlflowRegistryOperator(BaseOperator):
 
     Results are small dicts pushed one key per XCom as well, so downstream tasks can take
     ``register.output["version"]``.
+
+    :param audit_conn_id: the Airflow connection of the audit database (see ``audit.py``).
     """
 
-    def __init__(self, *, model_name: str, mlflow_conn_id: str = MlflowHook.default_conn_name, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        model_name: str,
+        mlflow_conn_id: str = MlflowHook.default_conn_name,
+        audit_conn_id: str = AUDIT_CONN_ID,
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("multiple_outputs", True)
         super().__init__(**kwargs)
         self.model_name = model_name
         self.mlflow_conn_id = mlflow_conn_id
+        self.audit_conn_id = audit_conn_id
 
     @cached_property
     def hook(self) -> MlflowHook:
         return MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
+
+    def audit(self, client: Any, context: Context, build: Any) -> None:
+        """Record the events ``build(audit_context)`` returns (none when it returns nothing)."""
+        events = build(audit_context(context, self.task_id))
+        if events:
+            audit_trail(client, self.audit_conn_id).record(*events)
 
 
 class RegisterModelVersionOperator(_MlflowRegistryOperator):
@@ -85,8 +106,9 @@ class RegisterModelVersionOperator(_MlflowRegistryOperator):
             lc.AIRFLOW_RUN_ID: context["run_id"],
             lc.DATA_FINGERPRINT: self.data_fingerprint,
         }
+        client = self.hook.get_conn()
         version, created = register_version(
-            self.hook.get_conn(),
+            client,
             model_name=self.model_name,
             model_uri=self.model_uri,
             run_id=self.run_id,
@@ -94,6 +116,9 @@ class RegisterModelVersionOperator(_MlflowRegistryOperator):
             description=f"Trained by Airflow DAG {context['dag'].dag_id}, run {context['run_id']}",
         )
         self.log.info("%s %s v%s", "Registered" if created else "Found", self.model_name, version.version)
+        from include.governance.audit import registered_event
+
+        self.audit(client, context, lambda ctx: [registered_event(version, ctx)])
         return {"model_name": self.model_name, "version": str(version.version), "created": created}
 
 
@@ -126,8 +151,13 @@ class ValidateModelVersionOperator(_MlflowRegistryOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from include.governance.validation import validate_model_version
 
+        from include.governance.audit import validated_event
+
         policy = load_policy(self.policy_path, self.policy_overrides)
-        outcome = validate_model_version(self.hook.get_conn(), self.model_name, self.version, policy)
+        client = self.hook.get_conn()
+        outcome = validate_model_version(client, self.model_name, self.version, policy)
+        mv = client.get_model_version(self.model_name, str(outcome.version))
+        self.audit(client, context, lambda ctx: [validated_event(mv, ctx)])
         if outcome.passed:
             self.log.info("%s v%s passed validation", self.model_name, outcome.version)
         else:
@@ -166,8 +196,15 @@ class RequestApprovalOperator(_MlflowRegistryOperator):
         from include.governance.approval import request_approval
         from include.governance.lifecycle import ApprovalStatus
 
+        from include.governance.audit import approval_events
+
         policy = load_policy(self.policy_path, self.policy_overrides, self.approval_mode)
-        decision = request_approval(self.hook.get_conn(), self.model_name, self.version, policy.approval)
+        client = self.hook.get_conn()
+        decision = request_approval(client, self.model_name, self.version, policy.approval)
+        if decision.decided_by is None:
+            # The policy decided now; a person's earlier decision was audited where it was made.
+            mv = client.get_model_version(self.model_name, str(self.version))
+            self.audit(client, context, lambda ctx: approval_events(mv, ctx))
         if decision.status is ApprovalStatus.REJECTED:
             raise AirflowFailException(f"{self.model_name} v{self.version} rejected: {decision.reason}")
         self.log.info("%s v%s: %s (%s)", self.model_name, self.version, decision.status.value, decision.reason)
@@ -199,11 +236,95 @@ class PromoteModelVersionOperator(_MlflowRegistryOperator):
         self.policy_overrides = policy_overrides
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from include.governance.audit import promotion_events
         from include.governance.promotion import PromotionRefused, promote
 
         policy = load_policy(self.policy_path, self.policy_overrides)
+        client = self.hook.get_conn()
         try:
-            result = promote(self.hook.get_conn(), self.model_name, self.version, policy.approval)
+            result = promote(client, self.model_name, self.version, policy.approval)
         except PromotionRefused as exc:
             raise AirflowFailException(f"Promotion refused: {exc}") from exc
+        if result.promoted_at:
+            # Keyed by the promotion's timestamp: a no-op retry re-records the same (known) events.
+            mv = client.get_model_version(self.model_name, result.version)
+            old = client.get_model_version(self.model_name, result.previous_champion) if result.previous_champion else None
+            self.audit(client, context, lambda ctx: promotion_events(mv, old, ctx, promoted_at=result.promoted_at))
+        return result.as_xcom()
+
+
+class PlanRollbackOperator(_MlflowRegistryOperator):
+    """Resolve and check a rollback of ``@champion`` without changing anything.
+
+    Fails without retry when there is nothing to roll back to or the target does not qualify
+    (it must have passed validation and approval and served as champion before).
+
+    :param to_version: the version to restore; empty or None means ``@previous_champion``.
+    """
+
+    template_fields: Sequence[str] = ("model_name", "to_version")
+
+    def __init__(self, *, to_version: str | int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.to_version = to_version
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from include.governance.rollback import RollbackRefused, VersionNotFound, plan_rollback
+
+        target = None if self.to_version in (None, "", "None") else str(self.to_version)
+        try:
+            plan = plan_rollback(self.hook.get_conn(), self.model_name, target)
+        except (RollbackRefused, VersionNotFound) as exc:
+            raise AirflowFailException(f"Rollback refused: {exc}") from exc
+        self.log.info("Rollback of %s planned: v%s -> v%s", self.model_name, plan.current_champion, plan.target)
+        return plan.as_xcom()
+
+
+class RollbackModelOperator(_MlflowRegistryOperator):
+    """Move ``@champion`` back to the planned version and record ``rolled_back`` and ``archived``.
+
+    Takes the plan's versions, not the aliases, so a retry after the move changes nothing
+    (``@previous_champion`` then points at the version rolled back from).
+
+    :param to_version: the version to restore (the plan's ``target``).
+    :param expected_champion: the champion when planned (the plan's ``current_champion``).
+    :param from_alias: the alias the target held when planned (the plan's ``from_alias``).
+    :param reason: why (required).
+    :param actor: who rolls back (the DAG run's triggering user by default).
+    """
+
+    template_fields: Sequence[str] = ("model_name", "to_version", "expected_champion", "from_alias", "reason", "actor")
+
+    def __init__(
+        self,
+        *,
+        to_version: str,
+        expected_champion: str,
+        reason: str,
+        from_alias: str | None = None,
+        actor: str = "{{ dag_run.triggering_user_name or 'airflow' }}",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.to_version = to_version
+        self.expected_champion = expected_champion
+        self.from_alias = from_alias
+        self.reason = reason
+        self.actor = actor
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from include.governance.rollback import RollbackPlan, RollbackRefused, execute_rollback, rollback_events
+
+        client = self.hook.get_conn()
+        plan = RollbackPlan(
+            self.model_name,
+            str(self.to_version),
+            str(self.expected_champion),
+            None if self.from_alias in (None, "", "None") else self.from_alias,
+        )
+        try:
+            result = execute_rollback(client, plan, actor=self.actor or "airflow", reason=self.reason)
+        except RollbackRefused as exc:
+            raise AirflowFailException(f"Rollback refused: {exc}") from exc
+        self.audit(client, context, lambda ctx: rollback_events(client, result, ctx))
         return result.as_xcom()

@@ -9,6 +9,7 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
+from mlflow_governance.audit import AUDIT_CONN_ID, audit_context, audit_trail
 from mlflow_governance.hooks import MlflowHook
 from mlflow_governance.operators import load_policy
 
@@ -22,11 +23,16 @@ class ModelVersionApprovalSensor(BaseSensorOperator):
     approved by default) and the task fails; once a reviewer has decided, clearing this task
     resumes the run. Runs in reschedule mode by default, so no worker slot is held while waiting.
 
+    A person's decision it sees is appended to the audit trail as ``approved`` or ``rejected``
+    (attributed to the reviewer; one row even when the CLI already recorded it), and an expiry
+    as ``expired``.
+
     :param model_name: registered model name.
     :param version: the model version.
     :param approval_timeout_minutes: how long to wait (templated; overrides ``timeout``).
     :param policy_path: a governance policy YAML (the packaged one when empty).
     :param policy_overrides: per-run policy overrides (e.g. an approvers allow-list).
+    :param audit_conn_id: the Airflow connection of the audit database.
     """
 
     template_fields: Sequence[str] = (
@@ -47,10 +53,12 @@ class ModelVersionApprovalSensor(BaseSensorOperator):
         policy_path: str | None = None,
         policy_overrides: dict[str, Any] | None = None,
         mlflow_conn_id: str = MlflowHook.default_conn_name,
+        audit_conn_id: str = AUDIT_CONN_ID,
         mode: str = "reschedule",
         **kwargs: Any,
     ) -> None:
         super().__init__(mode=mode, **kwargs)
+        self.audit_conn_id = audit_conn_id
         self.model_name = model_name
         self.version = version
         self.approval_timeout_minutes = approval_timeout_minutes
@@ -77,10 +85,14 @@ class ModelVersionApprovalSensor(BaseSensorOperator):
             return super().execute(context)
         except AirflowSensorTimeout:
             from include.governance.approval import expire
+            from include.governance.audit import expired_event
 
             waited = f"{self.timeout / 60:g} minutes"
-            if expire(self.hook.get_conn(), self.model_name, self.version, waited=waited):
+            client = self.hook.get_conn()
+            if expire(client, self.model_name, self.version, waited=waited):
                 self.log.warning("%s v%s expired after %s without a decision", self.model_name, self.version, waited)
+                mv = client.get_model_version(self.model_name, str(self.version))
+                audit_trail(client, self.audit_conn_id).record(expired_event(mv, audit_context(context, self.task_id)))
             raise
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
@@ -89,7 +101,8 @@ class ModelVersionApprovalSensor(BaseSensorOperator):
         from include.governance.registry import require_version
 
         where = f"{self.model_name} v{self.version}"
-        mv = require_version(self.hook.get_conn(), self.model_name, self.version)
+        client = self.hook.get_conn()
+        mv = require_version(client, self.model_name, self.version)
         try:
             record = read_record(mv.tags, where=where)
         except ValueError as exc:
@@ -97,6 +110,7 @@ class ModelVersionApprovalSensor(BaseSensorOperator):
         if record.status is None:
             raise AirflowFailException(f"{where} has no approval request (run the approve task first)")
         if record.status is ApprovalStatus.REJECTED:
+            self._audit_review(client, mv, context)
             who = record.approved_by or "the approval policy"
             notes = f": {record.notes}" if record.notes else ""
             raise AirflowFailException(f"{where} was rejected by {who} ({record.reason}){notes}")
@@ -104,6 +118,7 @@ class ModelVersionApprovalSensor(BaseSensorOperator):
             problem = reviewer_problem(record, load_policy(self.policy_path, self.policy_overrides).approval)
             if problem:
                 raise AirflowFailException(f"{where}: approval not accepted: {problem}")
+            self._audit_review(client, mv, context)
             self.log.info("%s approved by %s", where, record.approved_by or "policy")
             return PokeReturnValue(
                 is_done=True,
@@ -111,3 +126,11 @@ class ModelVersionApprovalSensor(BaseSensorOperator):
             )
         self.log.info("%s is %s; waiting for a reviewer", where, record.status.value)
         return False
+
+    def _audit_review(self, client: Any, mv: Any, context: Context) -> None:
+        """Append a person's decision (not the policy's: the approve step recorded that)."""
+        from include.governance.audit import review_event
+
+        event = review_event(mv, audit_context(context, self.task_id))
+        if event is not None:
+            audit_trail(client, self.audit_conn_id).record(event)
