@@ -44,6 +44,8 @@ mlflow-ui: venv
 
 ## Airflow UI and scheduler over the demo's home: http://127.0.0.1:8080 (password in .local/airflow)
 airflow-ui: venv
+	$(VENV)/bin/airflow db migrate >/dev/null
+	$(VENV)/bin/airflow pools set model_promotion 1 "One move of @champion at a time" >/dev/null
 	$(VENV)/bin/airflow standalone
 
 clean:

@@ -53,6 +53,10 @@ def main() -> int:
     if airflow(env, "db", "migrate", log_path=log_path) != 0:
         print(f"airflow db migrate failed; see {log_path}", file=sys.stderr)
         return 1
+    # One promotion at a time: promote and rollback tasks run in this one-slot pool.
+    if airflow(env, "pools", "set", "model_promotion", "1", "One move of @champion at a time", log_path=log_path) != 0:
+        print(f"creating the model_promotion pool failed; see {log_path}", file=sys.stderr)
+        return 1
 
     print(f"Running DAG {DAG_ID}: train -> log -> register -> validate -> approve -> promote", flush=True)
     started = time.time()

@@ -77,4 +77,9 @@ PY
 echo "airflow-init: creating connections mlflow_default and ratings_warehouse"
 airflow connections import --overwrite "${connections_file}"
 
+# Promote and rollback tasks run in this one-slot pool (one move of @champion at a time); the
+# scheduler never starts a task whose pool is missing.
+echo "airflow-init: creating pool model_promotion (1 slot)"
+airflow pools set model_promotion 1 "One move of @champion at a time"
+
 echo "airflow-init: done"

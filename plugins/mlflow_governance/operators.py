@@ -35,6 +35,12 @@ def load_policy(policy_path: str | None, overrides: dict[str, Any] | None, appro
         raise AirflowFailException(f"Invalid governance policy: {exc}") from exc
 
 
+# Moves of @champion run one at a time across all DAG runs (promote and rollback). The pool must
+# exist where the scheduler runs: `airflow pools set model_promotion 1 ...` (make airflow-ui,
+# scripts/demo.py and docker/airflow/init.sh create it); tasks in a missing pool never start.
+PROMOTION_POOL = "model_promotion"
+
+
 class _MlflowRegistryOperator(BaseOperator):
     """Shared plumbing: the connection id, a lazily built hook, and per-key XComs.
 
@@ -230,6 +236,7 @@ class PromoteModelVersionOperator(_MlflowRegistryOperator):
         policy_overrides: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("pool", PROMOTION_POOL)
         super().__init__(**kwargs)
         self.version = version
         self.policy_path = policy_path
@@ -305,6 +312,7 @@ class RollbackModelOperator(_MlflowRegistryOperator):
         actor: str = "{{ dag_run.triggering_user_name or 'airflow' }}",
         **kwargs: Any,
     ) -> None:
+        kwargs.setdefault("pool", PROMOTION_POOL)
         super().__init__(**kwargs)
         self.to_version = to_version
         self.expected_champion = expected_champion

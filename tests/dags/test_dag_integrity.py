@@ -119,3 +119,17 @@ def test_invalid_params_are_refused_before_the_run(retrain, param, value):
     with pytest.raises(ParamValidationError, match=param):
         params[param] = value
         params.validate()
+
+
+def test_champion_moves_share_a_one_slot_pool(dagbag):
+    """Promotions and rollbacks of any run queue behind each other (one slot, created at setup)."""
+    from mlflow_governance.operators import PROMOTION_POOL
+
+    movers = [
+        task
+        for dag in dagbag.dags.values()
+        for task in dag.tasks
+        if type(task).__name__ in {"PromoteModelVersionOperator", "RollbackModelOperator"}
+    ]
+    assert {task.dag_id for task in movers} >= {RETRAIN, "movie_recommender_rollback"}
+    assert {task.pool for task in movers} == {PROMOTION_POOL}

@@ -252,6 +252,9 @@ def imported_connections(services, tmp_path_factory) -> dict:
     assert result.returncode == 0, f"init.sh failed:\n{result.stdout}\n{result.stderr}"
     calls = [record["args"] for record in read_records(work, "airflow")]
     assert calls[0] == ["db", "migrate"], f"init.sh must migrate first, called: {calls}"
+    from mlflow_governance.operators import PROMOTION_POOL
+
+    assert any(call[:4] == ["pools", "set", PROMOTION_POOL, "1"] for call in calls), f"no one-slot promotion pool: {calls}"
     imports = [record for record in read_records(work, "airflow") if "file" in record]
     assert len(imports) == 1 and "--overwrite" in imports[0]["args"], calls
     passwords = json.loads((work / "auth" / "passwords.json").read_text(encoding="utf-8"))
