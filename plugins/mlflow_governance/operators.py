@@ -128,15 +128,12 @@ class RegisterModelVersionOperator(_MlflowRegistryOperator):
         return {"model_name": self.model_name, "version": str(version.version), "created": created}
 
 
-class ValidateModelVersionOperator(_MlflowRegistryOperator):
-    """Run the policy's quality gates on a version and record the verdict on it.
+class _VersionPolicyOperator(_MlflowRegistryOperator):
+    """An operator acting on one version under the governance policy (with run overrides).
 
-    A failed validation is a verdict, not a task failure: it is tagged on the version and the
-    approval step rejects it.
-
-    :param version: the model version to validate.
+    :param version: the model version.
     :param policy_path: a governance policy YAML (the packaged one when empty).
-    :param policy_overrides: per-run threshold overrides, e.g. ``{"min_accuracy": 0.8}``.
+    :param policy_overrides: per-run policy overrides, e.g. ``{"min_accuracy": 0.8}``.
     """
 
     template_fields: Sequence[str] = ("model_name", "version", "policy_path", "policy_overrides")
@@ -153,6 +150,18 @@ class ValidateModelVersionOperator(_MlflowRegistryOperator):
         self.version = version
         self.policy_path = policy_path
         self.policy_overrides = policy_overrides
+
+
+class ValidateModelVersionOperator(_VersionPolicyOperator):
+    """Run the policy's quality gates on a version and record the verdict on it.
+
+    A failed validation is a verdict, not a task failure: it is tagged on the version and the
+    approval step rejects it.
+
+    :param version: the model version to validate.
+    :param policy_path: a governance policy YAML (the packaged one when empty).
+    :param policy_overrides: per-run threshold overrides, e.g. ``{"min_accuracy": 0.8}``.
+    """
 
     def execute(self, context: Context) -> dict[str, Any]:
         from include.governance.validation import validate_model_version
@@ -171,7 +180,7 @@ class ValidateModelVersionOperator(_MlflowRegistryOperator):
         return outcome.as_xcom()
 
 
-class RequestApprovalOperator(_MlflowRegistryOperator):
+class RequestApprovalOperator(_VersionPolicyOperator):
     """Apply the approval policy to a validated version and record the decision on it.
 
     Approved and pending decisions succeed (the sensor then waits for a person where needed);
@@ -181,22 +190,11 @@ class RequestApprovalOperator(_MlflowRegistryOperator):
     :param approval_mode: ``auto`` (the policy decides) or ``manual`` (a person must approve).
     """
 
-    template_fields: Sequence[str] = ("model_name", "version", "approval_mode", "policy_path", "policy_overrides")
+    template_fields: Sequence[str] = (*_VersionPolicyOperator.template_fields, "approval_mode")
 
-    def __init__(
-        self,
-        *,
-        version: str,
-        approval_mode: str | None = None,
-        policy_path: str | None = None,
-        policy_overrides: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, approval_mode: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.version = version
         self.approval_mode = approval_mode
-        self.policy_path = policy_path
-        self.policy_overrides = policy_overrides
 
     def execute(self, context: Context) -> dict[str, Any]:
         from include.governance.approval import request_approval
@@ -217,7 +215,7 @@ class RequestApprovalOperator(_MlflowRegistryOperator):
         return {"model_name": self.model_name, "version": str(self.version), "status": decision.status.value, "reason": decision.reason}
 
 
-class PromoteModelVersionOperator(_MlflowRegistryOperator):
+class PromoteModelVersionOperator(_VersionPolicyOperator):
     """Move ``@champion`` to an approved, validated ``@challenger`` and read it back.
 
     Refuses (without retry) a version that is not approved, not validated, or no longer the
@@ -226,21 +224,9 @@ class PromoteModelVersionOperator(_MlflowRegistryOperator):
     :param version: the model version to promote.
     """
 
-    template_fields: Sequence[str] = ("model_name", "version", "policy_path", "policy_overrides")
-
-    def __init__(
-        self,
-        *,
-        version: str,
-        policy_path: str | None = None,
-        policy_overrides: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("pool", PROMOTION_POOL)
         super().__init__(**kwargs)
-        self.version = version
-        self.policy_path = policy_path
-        self.policy_overrides = policy_overrides
 
     def execute(self, context: Context) -> dict[str, Any]:
         from include.governance.audit import promotion_events
