@@ -11,7 +11,7 @@ from include.governance import lifecycle as lc
 from include.governance.approval import read_record, reviewer_problem
 from include.governance.lifecycle import ApprovalStatus
 from include.governance.policy import ApprovalPolicy
-from include.governance.registry import get_aliases, require_version, set_tags
+from include.governance.registry import get_aliases, require_version, set_alias, set_tags
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +101,9 @@ def promote(client: MlflowClient, model_name: str, version: str | int, policy: A
 
     now = lc.utc_now_iso()
     if old is not None:
-        client.set_registered_model_alias(model_name, lc.PREVIOUS_CHAMPION, old)
+        set_alias(client, model_name, lc.PREVIOUS_CHAMPION, old)
         set_tags(client, model_name, old, {lc.ARCHIVED_TIMESTAMP: now})
-    client.set_registered_model_alias(model_name, lc.CHAMPION, version)
+    set_alias(client, model_name, lc.CHAMPION, version)
     set_tags(
         client,
         model_name,

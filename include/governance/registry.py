@@ -170,9 +170,35 @@ def _await_ready(client: MlflowClient, model_name: str, version: str, timeout: f
 
 
 def set_tags(client: MlflowClient, model_name: str, version: str, tags: dict[str, str]) -> None:
-    """Set several tags on one version."""
+    """Set several tags on one version.
+
+    MLflow's SQL store writes a tag as read-then-insert, so two writers of the same new tag race
+    and the loser gets a unique-constraint error. When the tag exists after such a failure, the
+    write is repeated once, now as an update; any other failure propagates.
+    """
     for key, value in tags.items():
-        client.set_model_version_tag(model_name, version, key, str(value))
+        try:
+            client.set_model_version_tag(model_name, version, key, str(value))
+        except MlflowException:
+            if key not in client.get_model_version(model_name, str(version)).tags:
+                raise
+            log.info("Tag %s of %s v%s was written concurrently; writing it again", key, model_name, version)
+            client.set_model_version_tag(model_name, version, key, str(value))
+
+
+def set_alias(client: MlflowClient, model_name: str, alias: str, version: str | int) -> None:
+    """Point an alias at a version, surviving a concurrent first write of the same alias.
+
+    Like tags, a new alias is written as read-then-insert; the loser of a race retries once as an
+    update when the alias exists by then.
+    """
+    try:
+        client.set_registered_model_alias(model_name, alias, str(version))
+    except MlflowException:
+        if alias not in get_aliases(client, model_name):
+            raise
+        log.info("Alias @%s of %s was written concurrently; writing it again", alias, model_name)
+        client.set_registered_model_alias(model_name, alias, str(version))
 
 
 def _check_quoting(**values: str) -> None:

@@ -20,7 +20,7 @@ from mlflow.exceptions import MlflowException
 from include.governance import lifecycle as lc
 from include.governance.audit import AuditContext, AuditEvent, EventType, make_event
 from include.governance.lifecycle import ApprovalStatus
-from include.governance.registry import get_aliases, model_artifact_problem, set_tags
+from include.governance.registry import get_aliases, model_artifact_problem, set_alias, set_tags
 
 log = logging.getLogger(__name__)
 
@@ -179,8 +179,8 @@ def execute_rollback(
         raise RollbackRefused(problem)
 
     now = lc.utc_now_iso()
-    client.set_registered_model_alias(model_name, lc.CHAMPION, target)
-    client.set_registered_model_alias(model_name, lc.PREVIOUS_CHAMPION, planned)
+    set_alias(client, model_name, lc.CHAMPION, target)
+    set_alias(client, model_name, lc.PREVIOUS_CHAMPION, planned)
     set_tags(client, model_name, planned, {lc.ARCHIVED_TIMESTAMP: now})
     set_tags(
         client,

@@ -16,7 +16,7 @@ from include.governance import lifecycle as lc
 from include.governance.artifact import probe_version
 from include.governance.gates import PERFORMANCE_GATES, ArtifactEvidence, GateReport, evaluate_gates
 from include.governance.policy import GovernancePolicy
-from include.governance.registry import get_aliases, require_version, set_tags
+from include.governance.registry import get_aliases, require_version, set_alias, set_tags
 from include.governance.report_chart import write_comparison_chart
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ def validate_model_version(
     set_tags(client, model_name, version, tags)
 
     if report.passed:
-        client.set_registered_model_alias(model_name, lc.CHALLENGER, version)
+        set_alias(client, model_name, lc.CHALLENGER, version)
     elif aliases.get(lc.CHALLENGER) == version:
         client.delete_registered_model_alias(model_name, lc.CHALLENGER)
 

@@ -209,3 +209,28 @@ def test_decision_for_a_missing_version_names_it(mlflow_client, make_version):
     make_version()
     with pytest.raises(Exception, match=f"{MODEL} v99 does not exist"):
         record_review(mlflow_client, MODEL, "99", approve=True, reviewer="alice", notes=None, policy=POLICY.approval)
+
+
+def test_concurrent_promotions_leave_one_consistent_champion(mlflow_client, make_version):
+    """Eight workers promoting at once (a retried task racing its first try, say)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    v1 = make_version()
+    run_auto(mlflow_client, v1)
+    promote(mlflow_client, MODEL, v1, POLICY.approval)
+    v2 = make_version({**GOOD_METRICS, "accuracy": 0.84})
+    run_auto(mlflow_client, v2)
+    v3 = make_version({**GOOD_METRICS, "accuracy": 0.85})
+    run_auto(mlflow_client, v3)  # v3 is now the candidate; v2's approval is stale
+
+    def attempt(version):
+        try:
+            return promote(mlflow_client, MODEL, version, POLICY.approval).version
+        except PromotionRefused:
+            return "refused"
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outcomes = list(pool.map(attempt, [v3, v2] * 4))
+    assert outcomes.count(v3) == 4 and outcomes.count("refused") == 4
+    assert get_aliases(mlflow_client, MODEL) == {lc.CHAMPION: v3, lc.PREVIOUS_CHAMPION: v1}
+    assert tags_of(mlflow_client, v3)[lc.PREVIOUS_CHAMPION_VERSION] == v1
