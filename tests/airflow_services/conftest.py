@@ -56,7 +56,8 @@ def airflow_stack(request):
         mlflow_artifact_location=artifact_location,
     )
     stack.logs.mkdir()
-    (home / "simple_auth_manager_passwords.json").write_text(json.dumps({st.API_USER: password}))
+    stack.passwords = {st.API_USER: password, st.REVIEWER_USER: secrets.token_urlsafe(16)}
+    (home / "simple_auth_manager_passwords.json").write_text(json.dumps(stack.passwords))
     api = None
     try:
         _migrate_mlflow(tracking_uri)

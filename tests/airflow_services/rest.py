@@ -93,6 +93,14 @@ class AirflowApi:
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
         return {task_id: ti["state"] for task_id, ti in self.task_instances(dag_id, run_id).items()}
 
+    def answer_hitl(self, dag_id: str, run_id: str, task_id: str, options: list[str], params_input: dict[str, Any]) -> dict[str, Any]:
+        """Answer a human-in-the-loop task as this user (what the Required Actions page sends)."""
+        return self.request(
+            "PATCH",
+            f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/-1/hitlDetails",
+            json={"chosen_options": options, "params_input": params_input},
+        )
+
     def clear_tasks(self, dag_id: str, run_id: str, task_ids: list[str]) -> list[dict[str, Any]]:
         """Clear tasks and their downstream in one run, as the UI's Clear button does.
 

@@ -38,6 +38,8 @@ SERVICE_COMMANDS = {
     "triggerer": ["triggerer"],
 }
 API_USER = "ops"
+# A second person: who answers the human-in-the-loop form (the submitter may not approve).
+REVIEWER_USER = "alice"
 APPROVAL_POKE_SECONDS = 20
 # What the scheduler logs when it fails a task over a late executor event (apache/airflow#71172).
 STALE_EVENT_MESSAGE = "but the task instance's state attribute is"
@@ -63,6 +65,7 @@ class AirflowStack:
     mlflow_tracking_uri: str
     mlflow_artifact_location: str
     api: AirflowApi | None = None
+    passwords: dict[str, str] = field(default_factory=dict)
     services: list[Service] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -212,7 +215,7 @@ def build_env(home: Path, database_url: str, port: int, tracking_uri: str, artif
             "AIRFLOW__API_AUTH__JWT_ISSUER": "movie-recommender-services-test",
             "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
             # Simple auth manager with a named admin and a password file, as docker-compose.yaml.
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{API_USER}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{API_USER}:admin,{REVIEWER_USER}:op",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "simple_auth_manager_passwords.json"),
             # Two cores shared with other work: few parallel task processes and parsers.
             "AIRFLOW__CORE__PARALLELISM": "4",

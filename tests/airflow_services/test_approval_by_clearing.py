@@ -124,6 +124,45 @@ def test_a_timed_out_approval_resumes_by_clearing_the_task(airflow_stack):
     assert sorted(int(mv.version) for mv in client.search_model_versions(f"name = '{MODEL}'")) == [1, 2]
 
 
+def test_a_hitl_answer_through_the_rest_api_lands_on_the_version(airflow_stack):
+    """approval_mode=hitl: the answer on Airflow's Required Actions API becomes the version's record."""
+    from tests.airflow_services.rest import AirflowApi
+    from tests.airflow_services.stack import REVIEWER_USER
+
+    stack, api = airflow_stack, airflow_stack.api
+    client = MlflowClient(tracking_uri=stack.mlflow_tracking_uri)
+    api.set_paused(DAG_ID, False)
+    run_id = api.trigger(DAG_ID, {"data_source": DATA, "approval_mode": "hitl", "approval_timeout_minutes": 10})["dag_run_id"]
+    stack.wait_until(
+        "review_in_airflow to wait for an answer",
+        lambda: api.task_states(DAG_ID, run_id).get("review_in_airflow") in ("awaiting_input", "deferred"),
+        RUN_TIMEOUT,
+    )
+    version = next(
+        str(mv.version) for mv in client.search_model_versions(f"name = '{MODEL}'") if mv.tags.get(lc.AIRFLOW_RUN_ID) == run_id
+    )
+    assert client.get_model_version(MODEL, version).tags[lc.APPROVAL_STATUS] == "pending"
+
+    # A person answers after seconds, not within one: answering before the scheduler has handled
+    # the pausing process's executor event makes Airflow 3.3.2 fail the resumed task over the
+    # late event (the race of apache/airflow#71172, seen here with the task resumed to queued).
+    time.sleep(15)
+    reviewer = AirflowApi.login(stack.base_url, REVIEWER_USER, stack.passwords[REVIEWER_USER])
+    try:
+        answered = reviewer.answer_hitl(DAG_ID, run_id, "review_in_airflow", ["Approve"], {"notes": "ranking looks right"})
+    finally:
+        reviewer.close()
+    assert answered["chosen_options"] == ["Approve"]
+
+    run = wait_for_run(stack, run_id)
+    assert run["state"] == "success", api.task_states(DAG_ID, run_id)
+    tags = client.get_model_version(MODEL, version).tags
+    assert tags[lc.APPROVAL_STATUS] == "approved"
+    assert tags[lc.APPROVED_BY] == REVIEWER_USER
+    assert tags[lc.APPROVAL_NOTES] == "ranking looks right"
+    assert get_aliases(client, MODEL)[lc.CHAMPION] == version
+
+
 @pytest.mark.skipif(
     os.environ.get("SERVICES_COMPARE_DAGS_TEST") != "1",
     reason="a measurement, not a check of its own: set SERVICES_COMPARE_DAGS_TEST=1 to compare with `dags test`",
