@@ -222,13 +222,17 @@ class AuditLog:
         dialect = self.engine.dialect.name
         attempts = 5
         for attempt in range(attempts):
-            if not self._missing_triggers():
+            if not self._missing_triggers() and not self._missing_indexes():
                 break
             try:
                 with self.engine.begin() as conn:
                     if dialect == "postgresql":
                         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
                     metadata.create_all(conn, checkfirst=True)
+                    # create_all skips the indexes of a table another writer has just created;
+                    # the dedup index must exist before any insert relies on it.
+                    for index in events_table.indexes:
+                        index.create(conn, checkfirst=True)
                     missing = self._missing_triggers(conn)
                     if dialect == "postgresql" and missing:
                         conn.execute(sa.text(_PG_FUNCTION))
@@ -241,6 +245,14 @@ class AuditLog:
                     raise
                 time.sleep(0.1 * (attempt + 1))
         self._schema_ready = True
+
+    def _missing_indexes(self) -> list[str]:
+        with self.engine.connect() as conn:
+            inspector = sa.inspect(conn)
+            if not inspector.has_table(TABLE_NAME):
+                return [index.name for index in events_table.indexes]
+            present = {index["name"] for index in inspector.get_indexes(TABLE_NAME)}
+        return [index.name for index in events_table.indexes if index.name not in present]
 
     def _missing_triggers(self, conn: sa.engine.Connection | None = None) -> list[str]:
         wanted = list(_TRIGGERS[self.engine.dialect.name])
