@@ -201,8 +201,8 @@ def test_promotion_archives_the_old_champion_with_the_same_key_on_retry():
     assert first[0].details["approved_by"] == "alice"
 
 
-def test_trail_mirrors_every_event_of_a_version_on_its_run(sqlite_log, mlflow_client, tmp_path):
-    experiment = mlflow_client.create_experiment("audit")
+def test_trail_mirrors_every_event_of_a_version_on_its_run(sqlite_log, mlflow_client, mlflow_store, tmp_path):
+    experiment = mlflow_client.create_experiment("audit", artifact_location=mlflow_store["artifact_location"])
     run_id = mlflow_client.create_run(experiment).info.run_id
     trail = AuditTrail(sqlite_log, mlflow_client)
     trail.record(event(EventType.REGISTERED, version="5", key="a", run_id=run_id))
