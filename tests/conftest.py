@@ -55,6 +55,21 @@ def _empty_mlflow_db(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
+def parse_dag(airflow_db):
+    """Parse a DAG afresh from dags/ (dag.test(run_conf=...) writes the conf into dag.params,
+    so a DAG object must not be shared between runs)."""
+
+    def parse(dag_id: str):
+        from airflow.dag_processing.dagbag import DagBag
+
+        bag = DagBag(dag_folder=str(REPO / "dags"))
+        assert bag.import_errors == {}
+        return bag.dags[dag_id]
+
+    return parse
+
+
+@pytest.fixture
 def mlflow_store(tmp_path: Path, _empty_mlflow_db: Path) -> dict[str, str]:
     """A real MLflow tracking and registry store of the test's own: SQLite file plus artifacts."""
     import shutil

@@ -20,6 +20,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from mlflow_governance.hooks import MlflowHook
 from mlflow_governance.operators import load_policy
+from mlflow_governance.sensors import approval_timeout
 
 HITL_MODE = "hitl"
 
@@ -91,8 +92,9 @@ class ModelVersionHITLApprovalOperator(ApprovalOperator):
             return None
         self.subject = f"Approve {where} for production?"
         self.body = _review_body(where, mv.tags)
-        if self.approval_timeout_minutes not in (None, ""):
-            self.response_timeout = timedelta(minutes=float(self.approval_timeout_minutes))
+        minutes = approval_timeout(self.approval_timeout_minutes)
+        if minutes is not None:
+            self.response_timeout = timedelta(minutes=minutes)
         return super().execute(context)
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:

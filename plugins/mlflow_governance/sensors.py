@@ -14,6 +14,19 @@ from mlflow_governance.hooks import MlflowHook
 from mlflow_governance.operators import load_policy
 
 
+def approval_timeout(value: float | str | None) -> float | None:
+    """Minutes from a rendered ``approval_timeout_minutes`` (None when unset); bad values fail the task."""
+    if value in (None, ""):
+        return None
+    try:
+        minutes = float(value)
+    except (TypeError, ValueError):
+        raise AirflowFailException(f"approval_timeout_minutes={value!r} is not a number") from None
+    if minutes <= 0:
+        raise AirflowFailException(f"approval_timeout_minutes must be positive, got {minutes}")
+    return minutes
+
+
 class ModelVersionApprovalSensor(BaseSensorOperator):
     """Wait until a version's ``approval_status`` tag says approved.
 
@@ -71,15 +84,8 @@ class ModelVersionApprovalSensor(BaseSensorOperator):
         return MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
 
     def execute(self, context: Context) -> Any:
-        if self.approval_timeout_minutes not in (None, ""):
-            try:
-                minutes = float(self.approval_timeout_minutes)
-            except (TypeError, ValueError):
-                raise AirflowFailException(
-                    f"approval_timeout_minutes={self.approval_timeout_minutes!r} is not a number"
-                ) from None
-            if minutes <= 0:
-                raise AirflowFailException(f"approval_timeout_minutes must be positive, got {minutes}")
+        minutes = approval_timeout(self.approval_timeout_minutes)
+        if minutes is not None:
             self.timeout = minutes * 60
         try:
             return super().execute(context)

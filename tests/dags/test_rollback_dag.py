@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
@@ -13,19 +12,13 @@ from include.governance.promotion import promote
 from include.governance.registry import get_aliases, register_version
 from tests.include.governance.support import GOOD_METRICS, log_tiny_model
 
-REPO = Path(__file__).resolve().parents[2]
 DAG_ID = "movie_recommender_rollback"
 MODEL = "movie_recommender"
 
 
 @pytest.fixture
-def rollback_dag(airflow_db):
-    """Parsed afresh per test: dag.test(run_conf=...) writes the conf into dag.params."""
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(REPO / "dags"))
-    assert bag.import_errors == {}
-    return bag.dags[DAG_ID]
+def rollback_dag(parse_dag):
+    return parse_dag(DAG_ID)
 
 
 def test_manual_dag_plans_then_rolls_back(rollback_dag):

@@ -30,13 +30,8 @@ SMALL_DATA = "synthetic:n_users=200,n_movies=800,n_ratings=20000,seed=11"
 
 
 @pytest.fixture
-def retrain_dag(airflow_db):
-    """A freshly parsed DAG per test: dag.test(run_conf=...) writes the conf into dag.params."""
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(REPO / "dags"))
-    assert bag.import_errors == {}
-    return bag.dags["movie_recommender_retrain"]
+def retrain_dag(parse_dag):
+    return parse_dag("movie_recommender_retrain")
 
 
 @pytest.fixture
@@ -73,7 +68,7 @@ def approve_when_waiting(client, tracking_uri: str, audit_path: Path, seen: dict
 
 
 def test_every_event_of_two_runs_is_in_the_audit_trail_in_order(
-    retrain_dag, mlflow_connection, mlflow_client, audit_path, tmp_path
+    retrain_dag, parse_dag, mlflow_connection, mlflow_client, audit_path, tmp_path
 ):
     first_run = run(retrain_dag)
 
@@ -84,9 +79,7 @@ def test_every_event_of_two_runs_is_in_the_audit_trail_in_order(
         daemon=True,
     )
     reviewer.start()
-    from airflow.dag_processing.dagbag import DagBag
-
-    fresh = DagBag(dag_folder=str(REPO / "dags")).dags["movie_recommender_retrain"]
+    fresh = parse_dag("movie_recommender_retrain")
     second_run = run(fresh, approval_mode="manual", approval_timeout_minutes=4)
     reviewer.join(timeout=5)
     assert seen == {"code": 0}

@@ -7,7 +7,6 @@ with only the params it declares as conf and the reason as its note.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
@@ -17,19 +16,13 @@ from tests.include.governance import monitor_support as ms
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
 MODEL = "movie_recommender"
 RETRAIN = "movie_recommender_retrain"
 
 
 @pytest.fixture
-def monitor_dag(airflow_db):
-    """A freshly parsed DAG per test: dag.test(run_conf=...) writes the conf into dag.params."""
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(REPO / "dags"))
-    assert bag.import_errors == {}
-    return bag.dags["movie_recommender_monitor"]
+def monitor_dag(parse_dag):
+    return parse_dag("movie_recommender_monitor")
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -19,20 +18,14 @@ from include.governance.registry import get_aliases
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
 MODEL = "movie_recommender"
 # Small generated data keeps each run to seconds; the gates still apply in full.
 SMALL_DATA = "synthetic:n_users=200,n_movies=800,n_ratings=20000,seed=11"
 
 
 @pytest.fixture
-def retrain_dag(airflow_db):
-    """A freshly parsed DAG per test: dag.test(run_conf=...) writes the conf into dag.params."""
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(REPO / "dags"))
-    assert bag.import_errors == {}
-    return bag.dags["movie_recommender_retrain"]
+def retrain_dag(parse_dag):
+    return parse_dag("movie_recommender_retrain")
 
 
 def run(dag, **conf):

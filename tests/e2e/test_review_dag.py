@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
@@ -15,19 +14,14 @@ from tests.include.governance.support import GOOD_METRICS, MODEL, log_tiny_model
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
 MANUAL = GovernancePolicy.load().with_overrides({"mode": "manual"})
 # dag.test() runs as this user: the review DAG takes it as the reviewer.
 DAG_TEST_USER = "dag_test"
 
 
 @pytest.fixture
-def review_dag(airflow_db):
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(REPO / "dags"))
-    assert bag.import_errors == {}
-    return bag.dags["movie_recommender_review"]
+def review_dag(parse_dag):
+    return parse_dag("movie_recommender_review")
 
 
 @pytest.fixture
