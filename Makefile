@@ -16,7 +16,7 @@ export MLFLOW_ARTIFACTS := $(LOCAL)/mlflow/artifacts
 export AIRFLOW_CONN_MLFLOW_DEFAULT := {"conn_type": "generic", "host": "sqlite:///$(MLFLOW_DB)", "extra": {"artifact_location": "file://$(MLFLOW_ARTIFACTS)"}}
 export GIT_PYTHON_REFRESH := quiet
 
-.PHONY: demo test venv mlflow-ui airflow-ui review clean
+.PHONY: demo test venv mlflow-ui airflow-ui review audit-deps clean
 
 venv: $(VENV)/.installed
 
@@ -33,6 +33,10 @@ demo: venv
 ## The whole test suite.
 test: venv
 	$(PY) -m pytest
+
+## Known vulnerabilities in requirements.txt's pins (pip-audit); exit 2 = the audit could not complete.
+audit-deps: venv
+	$(PY) scripts/audit_dependencies.py
 
 ## The reviewer CLI on the demo's store, e.g. make review ARGS="pending" (ARGS="--help" lists all).
 review: venv

@@ -26,7 +26,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
 from include.governance.gates import ArtifactEvidence
-from include.governance.registry import model_artifact_problem
+from include.governance.registry import model_artifact_problem, source_problem
 
 log = logging.getLogger(__name__)
 
@@ -183,8 +183,9 @@ def probe_version(
     what = f"{mv.name} v{mv.version}"
     if mv.status != _READY:
         return ArtifactEvidence(problem=f"{what} status is {mv.status}, not READY")
-    # Listing first: a missing artifact is a verdict; an unreachable store raises here.
-    problem = model_artifact_problem(client, mv)
+    # The source first: a model from outside the store is never downloaded, let alone loaded.
+    # Then listing: a missing artifact is a verdict; an unreachable store raises here.
+    problem = source_problem(client, mv) or model_artifact_problem(client, mv)
     if problem:
         return ArtifactEvidence(problem=problem)
     with tempfile.TemporaryDirectory(prefix="model-probe-") as tmp, _thread_limit(threads):

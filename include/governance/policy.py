@@ -89,11 +89,14 @@ class GovernancePolicy:
             raise PolicyError(f"policy file {path}: expected a mapping at the top level")
         unknown = set(raw) - {"policy_version", *_SECTIONS}
         if unknown:
-            raise PolicyError(f"policy file {path}: unknown sections {sorted(unknown)}")
+            raise PolicyError(f"policy file {path}: unknown sections {sorted(unknown, key=str)}")
         sections = {
             name: _build(section, raw.get(name) or {}, f"{path}: {name}") for name, section in _SECTIONS.items()
         }
-        return cls(policy_version=int(raw.get("policy_version", 1)), **sections)
+        version = raw.get("policy_version", 1)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise PolicyError(f"policy file {path}: policy_version={version!r} is not a positive integer")
+        return cls(policy_version=version, **sections)
 
     def with_overrides(self, overrides: Mapping[str, Any] | None) -> "GovernancePolicy":
         """Return a copy with single values replaced, e.g. ``{"min_accuracy": 0.8}``.
@@ -103,6 +106,8 @@ class GovernancePolicy:
 
         :param overrides: flat mapping of policy key to value.
         """
+        if overrides is not None and not isinstance(overrides, Mapping):
+            raise PolicyError(f"policy overrides must be a mapping of key to value, got {type(overrides).__name__}")
         given = {k: v for k, v in (overrides or {}).items() if v is not None}
         if not given:
             return self
@@ -110,7 +115,7 @@ class GovernancePolicy:
         known = set().union(*keys.values())
         unknown = set(given) - known
         if unknown:
-            raise PolicyError(f"unknown policy override(s) {sorted(unknown)}; known: {sorted(known)}")
+            raise PolicyError(f"unknown policy override(s) {sorted(unknown, key=str)}; known: {sorted(known)}")
         sections = {
             name: _build(
                 section,
@@ -134,10 +139,12 @@ _SECTIONS = {"validation": ValidationPolicy, "approval": ApprovalPolicy, "monito
 
 def _build(cls: type, values: Mapping[str, Any], where: str):
     """Build a policy section from a mapping, checking each key and coercing its type."""
+    if not isinstance(values, Mapping):
+        raise PolicyError(f"{where}: expected a mapping of keys to values, got {type(values).__name__}")
     known = {f.name: f for f in fields(cls)}
     unknown = set(values) - set(known)
     if unknown:
-        raise PolicyError(f"{where}: unknown key(s) {sorted(unknown)}")
+        raise PolicyError(f"{where}: unknown key(s) {sorted(unknown, key=str)}")
     coerced = {name: _coerce(name, known[name].type, value, where) for name, value in values.items()}
     zero = [name for name in _AT_LEAST_ONE if coerced.get(name, 1) < 1]
     if zero:
@@ -174,7 +181,8 @@ def _coerce(name: str, type_name: Any, value: Any, where: str) -> Any:
             if not isinstance(value, str):
                 raise TypeError
             return value
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
+        # OverflowError: int(inf) for an integer key.
         pass
     else:
         return value

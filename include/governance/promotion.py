@@ -46,7 +46,11 @@ def promotion_problem(tags: dict[str, str], aliases: dict[str, str], version: st
     """Why ``version`` may not be promoted now, or None. Reads only the registry's state."""
     if tags.get(lc.VALIDATION_STATUS) != lc.ValidationStatus.PASSED.value:
         return f"{where} is not validated ({lc.VALIDATION_STATUS}={tags.get(lc.VALIDATION_STATUS)!r})"
-    record = read_record(tags, where=where)
+    try:
+        record = read_record(tags, where=where)
+    except ValueError as exc:
+        # An unknown approval_status is no approval: refused (not retried) with the bad value.
+        return str(exc)
     if record.status is not ApprovalStatus.APPROVED:
         status = record.status.value if record.status else None
         return f"{where} is not approved ({lc.APPROVAL_STATUS}={status!r})"

@@ -154,8 +154,12 @@ def _check_last_line(path: Path) -> None:
     if not lines or not header.strip():
         return
     last = lines[-1]
-    n_header = len(next(csv.reader([header.decode("utf-8-sig", "replace")])))
-    n_last = len(next(csv.reader([last.decode("utf-8", "replace")])))
+    try:
+        n_header = len(next(csv.reader([header.decode("utf-8-sig", "replace")])))
+        n_last = len(next(csv.reader([last.decode("utf-8", "replace")])))
+    except csv.Error as exc:
+        # e.g. a lone carriage return inside a line: not a CSV this loader can trust.
+        raise DataValidationError(f"{path}: cannot parse CSV: {exc}") from exc
     if n_last < n_header:
         ending = "" if tail.endswith(b"\n") else " and no newline at the end"
         raise DataValidationError(
