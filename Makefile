@@ -20,10 +20,13 @@ export GIT_PYTHON_REFRESH := quiet
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt docker/mlflow/governance-auth/pyproject.toml
 	test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	# The MLflow server app with approver-only governance tags (the compose image ships it too);
+	# the security tests start `mlflow server --app-name governance-auth` from this venv.
+	$(PY) -m pip install --quiet --no-deps -e docker/mlflow/governance-auth
 	touch $@
 
 ## Train, register, validate, approve and promote a model through the retrain DAG; print a summary.

@@ -49,7 +49,7 @@ def movie_recommender_review():
         from include.governance.approval import ApprovalError, record_review
         from include.governance.policy import GovernancePolicy
         from include.governance.registry import RegistryError
-        from mlflow_governance.hooks import MlflowHook
+        from mlflow_governance.hooks import GOVERNANCE_CONN_ID, MlflowHook
 
         context = get_current_context()
         params = context["params"]
@@ -59,7 +59,7 @@ def movie_recommender_review():
             raise AirflowFailException("This run has no triggering user; trigger it from the UI or API as yourself")
         try:
             record = record_review(
-                MlflowHook().get_conn(),
+                MlflowHook(GOVERNANCE_CONN_ID).get_conn(),
                 params["model_name"],
                 str(params["version"]),
                 approve=params["decision"] == "approve",

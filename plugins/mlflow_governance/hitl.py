@@ -18,7 +18,7 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator, HITLOper
 from airflow.sdk import Context, Param
 from airflow.sdk.exceptions import AirflowFailException
 
-from mlflow_governance.hooks import MlflowHook
+from mlflow_governance.hooks import GOVERNANCE_CONN_ID, MlflowHook
 from mlflow_governance.operators import load_policy
 from mlflow_governance.sensors import approval_timeout
 
@@ -58,7 +58,7 @@ class ModelVersionHITLApprovalOperator(ApprovalOperator):
         approval_timeout_minutes: float | str | None = None,
         policy_path: str | None = None,
         policy_overrides: dict[str, Any] | None = None,
-        mlflow_conn_id: str = MlflowHook.default_conn_name,
+        mlflow_conn_id: str = GOVERNANCE_CONN_ID,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("subject", "Approve model {{ params.model_name }} for production?")

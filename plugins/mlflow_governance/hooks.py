@@ -1,4 +1,11 @@
-"""MlflowHook: the one place an MlflowClient is built from an Airflow connection."""
+"""MlflowHook: the one place an MlflowClient is built from an Airflow connection.
+
+Two MLflow identities: ``mlflow_default`` (the training account: logs runs, registers versions)
+and ``mlflow_governance`` (the approver account: records validation verdicts and approval
+decisions, moves aliases). With MLflow's governance-auth app (docker/mlflow/governance-auth)
+only the second may write approval tags or move ``@champion``. Where ``mlflow_governance`` is not
+defined (the embedded default) the governance steps use ``mlflow_default``.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowException, AirflowNotFoundException
+
+GOVERNANCE_CONN_ID = "mlflow_governance"
+# A connection that may be left undefined, and the one used instead.
+FALLBACK_CONN_IDS = {GOVERNANCE_CONN_ID: "mlflow_default"}
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -20,7 +31,9 @@ class MlflowHook(BaseHook):
     a host without a scheme is completed from the connection's schema (default ``http``) and port.
     Login and password are passed to MLflow's basic auth. Extras: ``registry_uri`` and
     ``artifact_location`` (where new experiments keep their artifacts). Without the connection the
-    hook falls back to the ``MLFLOW_TRACKING_URI`` environment variable.
+    hook uses its fallback (``mlflow_governance`` -> ``mlflow_default``), else the
+    ``MLFLOW_TRACKING_URI`` environment variable. Credentials belong in login and password, never
+    in the host: the tracking URI is logged and passed between tasks.
 
     :param mlflow_conn_id: the Airflow connection id.
     """
@@ -33,22 +46,50 @@ class MlflowHook(BaseHook):
     def __init__(self, mlflow_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.mlflow_conn_id = mlflow_conn_id
+        # The connection actually used (the id, or its fallback), once resolved.
+        self.used_conn_id: str | None = None
+
+    def _conn_chain(self) -> list[str]:
+        chain, conn_id = [], self.mlflow_conn_id
+        while conn_id:
+            chain.append(conn_id)
+            conn_id = FALLBACK_CONN_IDS.get(conn_id)
+        return chain
+
+    def _find_connection(self) -> Any | None:
+        """The first defined connection of this hook's id and its fallbacks; None when none is."""
+        conn_id = self.mlflow_conn_id
+        while conn_id:
+            try:
+                conn = self.get_connection(conn_id)
+            except AirflowNotFoundException:
+                conn_id = FALLBACK_CONN_IDS.get(conn_id)
+                continue
+            self.used_conn_id = conn_id
+            return conn
+        return None
 
     @cached_property
     def _settings(self) -> dict[str, Any]:
-        try:
-            conn = self.get_connection(self.mlflow_conn_id)
-        except AirflowNotFoundException:
+        conn = self._find_connection()
+        if conn is None:
             uri = os.environ.get("MLFLOW_TRACKING_URI")
             if not uri:
+                tried = " or ".join(repr(c) for c in self._conn_chain())
                 raise AirflowException(
-                    f"No Airflow connection {self.mlflow_conn_id!r} and MLFLOW_TRACKING_URI is not "
+                    f"No Airflow connection {tried} and MLFLOW_TRACKING_URI is not "
                     "set: tell the project where MLflow is"
                 ) from None
             return {"tracking_uri": uri, "registry_uri": None, "artifact_location": None, "login": None, "password": None}
         host = (conn.host or "").strip()
         if not host:
-            raise AirflowException(f"Airflow connection {self.mlflow_conn_id!r} has no host (the tracking URI)")
+            raise AirflowException(f"Airflow connection {self.used_conn_id!r} has no host (the tracking URI)")
+        if "@" in host.split("://", 1)[-1].split("/", 1)[0]:
+            # The tracking URI is logged and handed to other tasks: a password in it would leak.
+            raise AirflowException(
+                f"Airflow connection {self.used_conn_id!r}: put the MLflow user and password in the "
+                "connection's login and password fields, not in the host"
+            )
         if "://" not in host:
             port = f":{conn.port}" if conn.port else ""
             host = f"{conn.schema or 'http'}://{host}{port}"
@@ -75,7 +116,8 @@ class MlflowHook(BaseHook):
 
         settings = self._settings
         # MLflow reads basic-auth credentials only from the environment; the task process is
-        # the client, so setting them here scopes them to this task.
+        # the client, so setting them here scopes them to this task (each task runs one
+        # identity). Airflow masks a connection's password in task logs; nothing here logs it.
         if settings["login"]:
             os.environ["MLFLOW_TRACKING_USERNAME"] = settings["login"]
             os.environ["MLFLOW_TRACKING_PASSWORD"] = settings["password"] or ""

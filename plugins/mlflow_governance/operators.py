@@ -19,7 +19,7 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
 from mlflow_governance.audit import AUDIT_CONN_ID, audit_context, audit_trail
-from mlflow_governance.hooks import MlflowHook
+from mlflow_governance.hooks import GOVERNANCE_CONN_ID, MlflowHook
 
 
 def load_policy(policy_path: str | None, overrides: dict[str, Any] | None, approval_mode: str | None = None):
@@ -47,21 +47,26 @@ class _MlflowRegistryOperator(BaseOperator):
     Results are small dicts pushed one key per XCom as well, so downstream tasks can take
     ``register.output["version"]``.
 
+    :param mlflow_conn_id: the MLflow identity (connection) the step acts as; by default the
+        training account for registration and the governance account for the steps that write
+        verdicts and decisions or move aliases (``default_mlflow_conn_id``).
     :param audit_conn_id: the Airflow connection of the audit database (see ``audit.py``).
     """
+
+    default_mlflow_conn_id = MlflowHook.default_conn_name
 
     def __init__(
         self,
         *,
         model_name: str,
-        mlflow_conn_id: str = MlflowHook.default_conn_name,
+        mlflow_conn_id: str | None = None,
         audit_conn_id: str = AUDIT_CONN_ID,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("multiple_outputs", True)
         super().__init__(**kwargs)
         self.model_name = model_name
-        self.mlflow_conn_id = mlflow_conn_id
+        self.mlflow_conn_id = mlflow_conn_id or self.default_mlflow_conn_id
         self.audit_conn_id = audit_conn_id
 
     @cached_property
@@ -104,7 +109,8 @@ class RegisterModelVersionOperator(_MlflowRegistryOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from include.governance import lifecycle as lc
-        from include.governance.registry import register_version
+        from include.governance.names import InvalidName
+        from include.governance.registry import RegistrationRefused, register_version
 
         tags = {
             lc.SUBMITTED_BY: self.submitted_by or "airflow",
@@ -113,14 +119,18 @@ class RegisterModelVersionOperator(_MlflowRegistryOperator):
             lc.DATA_FINGERPRINT: self.data_fingerprint,
         }
         client = self.hook.get_conn()
-        version, created = register_version(
-            client,
-            model_name=self.model_name,
-            model_uri=self.model_uri,
-            run_id=self.run_id,
-            tags=tags,
-            description=f"Trained by Airflow DAG {context['dag'].dag_id}, run {context['run_id']}",
-        )
+        try:
+            version, created = register_version(
+                client,
+                model_name=self.model_name,
+                model_uri=self.model_uri,
+                run_id=self.run_id,
+                tags=tags,
+                description=f"Trained by Airflow DAG {context['dag'].dag_id}, run {context['run_id']}",
+            )
+        except (InvalidName, RegistrationRefused) as exc:
+            # Bad input, not a fault: a retry would be refused the same way.
+            raise AirflowFailException(f"Registration refused: {exc}") from exc
         self.log.info("%s %s v%s", "Registered" if created else "Found", self.model_name, version.version)
         from include.governance.audit import registered_event
 
@@ -131,12 +141,15 @@ class RegisterModelVersionOperator(_MlflowRegistryOperator):
 class _VersionPolicyOperator(_MlflowRegistryOperator):
     """An operator acting on one version under the governance policy (with run overrides).
 
+    It acts as the governance account (``mlflow_governance``, falling back to ``mlflow_default``).
+
     :param version: the model version.
     :param policy_path: a governance policy YAML (the packaged one when empty).
     :param policy_overrides: per-run policy overrides, e.g. ``{"min_accuracy": 0.8}``.
     """
 
     template_fields: Sequence[str] = ("model_name", "version", "policy_path", "policy_overrides")
+    default_mlflow_conn_id = GOVERNANCE_CONN_ID
 
     def __init__(
         self,
@@ -256,6 +269,7 @@ class PlanRollbackOperator(_MlflowRegistryOperator):
     """
 
     template_fields: Sequence[str] = ("model_name", "to_version")
+    default_mlflow_conn_id = GOVERNANCE_CONN_ID
 
     def __init__(self, *, to_version: str | int | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -287,6 +301,7 @@ class RollbackModelOperator(_MlflowRegistryOperator):
     """
 
     template_fields: Sequence[str] = ("model_name", "to_version", "expected_champion", "from_alias", "reason", "actor")
+    default_mlflow_conn_id = GOVERNANCE_CONN_ID
 
     def __init__(
         self,

@@ -24,6 +24,10 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yaml"
 ENV_EXAMPLE = ROOT / ".env.example"
 POSTGRES_INIT = ROOT / "docker" / "postgres" / "init-databases.sh"
+AUDIT_DB_SQL = ROOT / "docker" / "postgres" / "audit-db.sql"
+MLFLOW_AUTH_INI = ROOT / "docker" / "mlflow" / "basic_auth.ini"
+MLFLOW_AUTH_APP = ROOT / "docker" / "mlflow" / "governance-auth"
+AIRFLOW_CFG = ROOT / "airflow.cfg"
 AIRFLOW_INIT = ROOT / "docker" / "airflow" / "init.sh"
 MLFLOW_DOCKERFILE = ROOT / "docker" / "mlflow" / "Dockerfile"
 MLFLOW_REQUIREMENTS = ROOT / "docker" / "mlflow" / "requirements.txt"
@@ -35,7 +39,8 @@ REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
 CREDENTIAL_NAME = re.compile(r"PASSWORD|SECRET|FERNET|ACCESS_KEY")
 PLACEHOLDER = "change-me"
 AIRFLOW_IMAGE_PREFIX = "movie-recommender-airflow"
-ONE_SHOT_SERVICES = {"airflow-init", "minio-create-bucket"}
+ONE_SHOT_SERVICES = {"airflow-init", "minio-create-bucket", "mlflow-init"}
+FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
 
 
 def parse_env_file(path: Path) -> dict[str, str]:
@@ -242,24 +247,45 @@ def mlflow_port(services) -> int:
 
 
 @pytest.fixture(scope="module")
-def imported_connections(services, tmp_path_factory) -> dict:
-    """Run docker/airflow/init.sh as airflow-init would, and return the connections it imports."""
+def airflow_init_run(services, tmp_path_factory) -> dict:
+    """Run docker/airflow/init.sh as airflow-init would; return its environment and what it called."""
     work = tmp_path_factory.mktemp("airflow-init")
     make_recorder(work, "airflow")
+    make_recorder(work, "migrate-audit-db")
     env = environment(services["airflow-init"])
-    env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = str(work / "auth" / "passwords.json")
     result = run_script(AIRFLOW_INIT, env, work)
     assert result.returncode == 0, f"init.sh failed:\n{result.stdout}\n{result.stderr}"
     calls = [record["args"] for record in read_records(work, "airflow")]
     assert calls[0] == ["db", "migrate"], f"init.sh must migrate first, called: {calls}"
-    from mlflow_governance.operators import PROMOTION_POOL
-
-    assert any(call[:4] == ["pools", "set", PROMOTION_POOL, "1"] for call in calls), f"no one-slot promotion pool: {calls}"
     imports = [record for record in read_records(work, "airflow") if "file" in record]
     assert len(imports) == 1 and "--overwrite" in imports[0]["args"], calls
-    passwords = json.loads((work / "auth" / "passwords.json").read_text(encoding="utf-8"))
-    assert passwords == {env["AIRFLOW_ADMIN_USERNAME"]: env["AIRFLOW_ADMIN_PASSWORD"]}
-    return imports[0]["file"]
+    return {
+        "env": env,
+        "calls": calls,
+        "connections": imports[0]["file"],
+        "audit_migrations": read_records(work, "migrate-audit-db"),
+    }
+
+
+@pytest.fixture(scope="module")
+def imported_connections(airflow_init_run) -> dict:
+    """The connections docker/airflow/init.sh imports."""
+    return airflow_init_run["connections"]
+
+
+def test_airflow_init_creates_the_pool_the_admin_and_the_audit_table(airflow_init_run):
+    from mlflow_governance.operators import PROMOTION_POOL
+
+    calls, env = airflow_init_run["calls"], airflow_init_run["env"]
+    assert any(call[:4] == ["pools", "set", PROMOTION_POOL, "1"] for call in calls), f"no one-slot promotion pool: {calls}"
+    # No user exists yet (the stand-in lists none): the FAB Admin is created from .env.
+    creates = [call for call in calls if call[:2] == ["users", "create"]]
+    assert len(creates) == 1, calls
+    options = dict(zip(creates[0][2::2], creates[0][3::2]))
+    assert options["--username"] == env["AIRFLOW_ADMIN_USERNAME"]
+    assert options["--password"] == env["AIRFLOW_ADMIN_PASSWORD"]
+    assert options["--role"] == "Admin"
+    assert len(airflow_init_run["audit_migrations"]) == 1, "init.sh must create the audit table (migrate-audit-db)"
 
 
 # ---- variables and credentials ---------------------------------------------------------------
@@ -356,22 +382,37 @@ def test_airflow_metadata_and_celery_results_use_the_airflow_database(airflow_se
             assert _postgres_target(env[key], services) == expected, f"{name}: {key}"
 
 
+def _run_postgres_init(services, tmp_path) -> list[dict]:
+    """Run init-databases.sh against a stand-in psql; return each call's -v variables, stdin, file."""
+    make_recorder(tmp_path, "psql")
+    env = {**environment(services["postgres"]), "AUDIT_DB_SQL": str(AUDIT_DB_SQL)}
+    result = run_script(POSTGRES_INIT, env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    calls = []
+    for record in read_records(tmp_path, "psql"):
+        args = record["args"]
+        variables = dict(args[i + 1].split("=", 1) for i, arg in enumerate(args) if arg == "-v")
+        assert variables.get("ON_ERROR_STOP") == "1", args
+        calls.append({"vars": variables, "stdin": record["stdin"], "file": args[args.index("-f") + 1] if "-f" in args else None})
+    return calls
+
+
 def test_postgres_init_creates_the_databases_the_services_use(services, imported_connections, tmp_path):
     mounts = services["postgres"]["volumes"]
     assert any(
         m.startswith("./docker/postgres/init-databases.sh:/docker-entrypoint-initdb.d/") for m in mounts
     ), f"init-databases.sh is not mounted into /docker-entrypoint-initdb.d: {mounts}"
     assert os.access(POSTGRES_INIT, os.X_OK), "the postgres image sources a non-executable init script"
-    make_recorder(tmp_path, "psql")
-    result = run_script(POSTGRES_INIT, environment(services["postgres"]), tmp_path)
-    assert result.returncode == 0, result.stderr
-    created = set()
-    for record in read_records(tmp_path, "psql"):
-        args = record["args"]
-        variables = dict(args[i + 1].split("=", 1) for i, arg in enumerate(args) if arg == "-v")
-        assert variables.get("ON_ERROR_STOP") == "1"
-        assert 'CREATE DATABASE :"database" OWNER :"role"' in record["stdin"]
-        created.add((variables["database"], variables["role"], variables["password"]))
+    created, owned_by_existing = set(), set()
+    for call in _run_postgres_init(services, tmp_path):
+        if call["file"] is not None:
+            continue  # the audit database: test_postgres_init_creates_the_audit_database
+        assert 'CREATE DATABASE :"database" OWNER :"role"' in call["stdin"]
+        variables = call["vars"]
+        if "password" in variables:
+            created.add((variables["database"], variables["role"], variables["password"]))
+        else:
+            owned_by_existing.add((variables["database"], variables["role"]))
     mlflow_uri = environment(services["mlflow"])["MLFLOW_BACKEND_STORE_URI"]
     airflow_uri = environment(services["airflow-init"])["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
     ratings = imported_connections["ratings_warehouse"]
@@ -380,6 +421,30 @@ def test_postgres_init_creates_the_databases_the_services_use(services, imported
         _postgres_target(airflow_uri, services),
         (ratings["schema"], ratings["login"], ratings["password"]),
     }
+    auth_database, auth_user, _ = _postgres_target(environment(services["mlflow"])["MLFLOW_AUTH_DATABASE_URI"], services)
+    assert owned_by_existing == {(auth_database, auth_user)}, "MLflow's user store needs its own database"
+
+
+def test_postgres_init_creates_the_audit_database(services, imported_connections, tmp_path):
+    # The SQL itself runs against a real PostgreSQL in tests/security/test_audit_db_privileges.py.
+    mount = "./docker/postgres/audit-db.sql:/opt/movie-recommender/postgres/audit-db.sql:ro"
+    assert mount in services["postgres"]["volumes"], "audit-db.sql must be mounted where the init script reads it"
+    assert not mount.split(":")[1].startswith("/docker-entrypoint-initdb.d/"), "the image would run it without variables"
+    (audit,) = [call for call in _run_postgres_init(services, tmp_path) if call["file"] is not None]
+    assert Path(audit["file"]) == AUDIT_DB_SQL
+    variables = audit["vars"]
+    conn = imported_connections["audit_db"]
+    assert conn["conn_type"] == "postgres" and (conn["host"], conn["port"]) == ("postgres", 5432)
+    # Airflow writes as the INSERT/SELECT-only role, never as the owner.
+    assert (conn["schema"], conn["login"], conn["password"]) == (
+        variables["database"], variables["writer"], variables["writer_password"],
+    )
+    assert variables["owner"] != variables["writer"]
+    init_env = environment(services["airflow-init"])
+    assert (init_env["AUDIT_DB_NAME"], init_env["AUDIT_DB_OWNER"], init_env["AUDIT_DB_OWNER_PASSWORD"]) == (
+        variables["database"], variables["owner"], variables["owner_password"],
+    )
+    assert (init_env["AUDIT_DB_HOST"], init_env["AUDIT_DB_PORT"]) == ("postgres", "5432")
 
 
 def test_ratings_warehouse_connection_reaches_the_ratings_database(imported_connections, services):
@@ -455,9 +520,11 @@ def test_mlflow_image_is_built_with_pinned_packages(services):
     assert re.search(r"^FROM python:3\.11-slim", dockerfile, re.MULTILINE)
     assert re.search(r"^RUN pip install -r ", dockerfile, re.MULTILINE)
     pins = parse_requirements(MLFLOW_REQUIREMENTS)
-    assert set(pins) == {"mlflow", "psycopg2-binary", "boto3"}
+    # flask-wtf: MLflow's `auth` extra, which the basic-auth app needs.
+    assert set(pins) == {"mlflow", "flask-wtf", "psycopg2-binary", "boto3"}
     project = parse_requirements(REQUIREMENTS)
     for package, version in pins.items():
+        assert package in project, f"requirements.txt lacks {package}=={version} (the server image pins it)"
         assert version == project[package], f"{package}: server {version}, project {project[package]}"
     assert "pip install" not in " ".join(services["mlflow"]["command"])
 
@@ -475,6 +542,76 @@ def parse_requirements(path: Path) -> dict[str, str]:
             assert sep, f"{path.name}: {line!r} is not pinned with =="
             pins[re.sub(r"\[.*\]", "", name).lower()] = version
     return pins
+
+
+# ---- authentication (issue #7) ----------------------------------------------------------------
+
+
+def test_mlflow_runs_the_governance_auth_app_with_its_admin_from_env(services, raw_compose):
+    mlflow = services["mlflow"]
+    app = command_options(mlflow)["--app-name"]
+    pyproject = (MLFLOW_AUTH_APP / "pyproject.toml").read_text(encoding="utf-8")
+    # The name `mlflow server --app-name` looks up among the `mlflow.app` entry points.
+    assert re.search(rf'^{re.escape(app)} = "mlflow_governance_auth\.app:create_app"$', pyproject, re.MULTILINE), app
+    dockerfile = MLFLOW_DOCKERFILE.read_text(encoding="utf-8")
+    assert "COPY governance-auth " in dockerfile and "pip install --no-deps /opt/governance-auth" in dockerfile
+    assert "COPY basic_auth.ini /etc/mlflow/basic_auth.ini" in dockerfile
+    assert "ENV MLFLOW_AUTH_CONFIG_PATH=/etc/mlflow/basic_auth.ini" in dockerfile
+    raw_env = environment(raw_compose["services"]["mlflow"])
+    for key in ("MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_FLASK_SERVER_SECRET_KEY"):
+        assert re.fullmatch(REFERENCE, raw_env[key]) and ":?" in raw_env[key], f"mlflow: {key} must be ${{VAR:?...}}"
+    # The user store's URI carries the MLflow role's password: environment, never the ini file.
+    auth_uri = environment(mlflow)["MLFLOW_AUTH_DATABASE_URI"]
+    assert auth_uri.startswith("postgresql+psycopg2://"), auth_uri
+    _postgres_target(auth_uri, services)
+
+
+def test_mlflow_auth_ini_holds_no_secret_and_no_default_password():
+    import configparser
+
+    parser = configparser.ConfigParser()
+    parser.read(MLFLOW_AUTH_INI)
+    settings = dict(parser["mlflow"])
+    assert "admin_password" not in settings and "admin_username" not in settings, "the admin comes from .env"
+    assert settings["default_permission"] in ("READ", "NO_PERMISSIONS")
+    assert "@" not in settings["database_uri"], "no credentials in the ini file"
+    assert parser["governance"]["model_creator_permission"] == "EDIT"
+
+
+def test_mlflow_init_provisions_the_accounts_airflow_logs_in_with(services, imported_connections, mlflow_port):
+    init = services["mlflow-init"]
+    assert init["image"] == services["mlflow"]["image"] and init["build"] == services["mlflow"]["build"]
+    assert init["entrypoint"] == ["python", "-m", "mlflow_governance_auth.provision"]
+    env = environment(init)
+    assert urlsplit(env["MLFLOW_TRACKING_URI"]).port == mlflow_port
+    mlflow_env = environment(services["mlflow"])
+    assert (env["MLFLOW_ADMIN_USERNAME"], env["MLFLOW_ADMIN_PASSWORD"]) == (
+        mlflow_env["MLFLOW_AUTH_ADMIN_USERNAME"], mlflow_env["MLFLOW_AUTH_ADMIN_PASSWORD"],
+    )
+    training, governance = imported_connections["mlflow_default"], imported_connections["mlflow_governance"]
+    assert (training["login"], training["password"]) == (env["MLFLOW_TRAINER_USERNAME"], env["MLFLOW_TRAINER_PASSWORD"])
+    assert (governance["login"], governance["password"]) == (
+        env["MLFLOW_GOVERNANCE_USERNAME"], env["MLFLOW_GOVERNANCE_PASSWORD"],
+    )
+    assert training["login"] != governance["login"], "the training account must not be the approver"
+    assert governance["host"] == training["host"]
+
+
+def test_airflow_uses_the_fab_auth_manager_and_the_embedded_default_the_simple_one(airflow_services, raw_compose):
+    import configparser
+
+    for name, service in airflow_services.items():
+        env = environment(service)
+        assert env["AIRFLOW__CORE__AUTH_MANAGER"] == FAB_AUTH_MANAGER, name
+        assert not [key for key in env if "SIMPLE_AUTH_MANAGER" in key], f"{name}: simple auth manager settings left"
+    dockerfile = AIRFLOW_DOCKERFILE.read_text(encoding="utf-8")
+    pin = re.search(r"^ARG FAB_PROVIDER_VERSION=(\S+)$", dockerfile, re.MULTILINE)
+    assert pin and '"apache-airflow-providers-fab==${FAB_PROVIDER_VERSION}"' in dockerfile
+    assert "airflow-auth" not in (raw_compose.get("volumes") or {})
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read(AIRFLOW_CFG)
+    # Unset means Airflow 3's default, the simple auth manager.
+    assert "fab" not in cfg.get("core", "auth_manager", fallback="simple").lower()
 
 
 # ---- Airflow ---------------------------------------------------------------------------------
@@ -558,7 +695,6 @@ def test_airflow_init_refuses_env_example_placeholders(raw_compose, env_example,
     services = interpolate_tree(raw_compose, env_example)["services"]
     make_recorder(tmp_path, "airflow")
     env = environment(services["airflow-init"])
-    env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE"] = str(tmp_path / "passwords.json")
     result = run_script(AIRFLOW_INIT, env, tmp_path)
     assert result.returncode != 0
     assert "AIRFLOW_ADMIN_PASSWORD" in result.stderr and PLACEHOLDER + "-airflow" not in result.stderr
@@ -597,12 +733,13 @@ def test_depends_on_waits_for_health_or_completion(services):
     [
         ("minio-create-bucket", {"minio"}),
         ("mlflow", {"postgres", "minio-create-bucket"}),
+        ("mlflow-init", {"mlflow"}),
         ("airflow-init", {"postgres"}),
         ("airflow-apiserver", {"postgres", "airflow-init"}),
         ("airflow-dag-processor", {"postgres", "airflow-init"}),
-        ("airflow-scheduler", {"postgres", "airflow-init", "mlflow", "airflow-apiserver"}),
-        ("airflow-triggerer", {"postgres", "airflow-init", "mlflow", "airflow-apiserver"}),
-        ("airflow-worker", {"postgres", "airflow-init", "mlflow", "airflow-apiserver", "redis"}),
+        ("airflow-scheduler", {"postgres", "airflow-init", "mlflow", "mlflow-init", "airflow-apiserver"}),
+        ("airflow-triggerer", {"postgres", "airflow-init", "mlflow", "mlflow-init", "airflow-apiserver"}),
+        ("airflow-worker", {"postgres", "airflow-init", "mlflow", "mlflow-init", "airflow-apiserver", "redis"}),
     ],
 )
 def test_start_order(services, service, needs):

@@ -1,0 +1,138 @@
+"""Create the MLflow accounts Airflow logs in with, and their permissions (idempotent).
+
+Run by the compose service ``mlflow-init`` as ``python -m mlflow_governance_auth.provision``
+once the server is healthy, as the MLflow admin. Two accounts, both from .env:
+
+- the training account (Airflow connection ``mlflow_default``): EDIT on every experiment and
+  registered model: it logs runs, registers versions, writes lineage tags; it cannot approve;
+- the governance account (connection ``mlflow_governance``): EDIT on every experiment (the
+  validation report and audit artifacts go to the version's run) and MANAGE on every registered
+  model: it records the policy's and the reviewers' decisions and moves the aliases.
+
+People who approve in the MLflow UI get MANAGE on the models they approve (by an admin,
+through MLflow's permissions API or UI). A re-run resets the passwords to the ones in .env.
+
+Environment: ``MLFLOW_TRACKING_URI``, ``MLFLOW_ADMIN_USERNAME``, ``MLFLOW_ADMIN_PASSWORD``,
+``MLFLOW_TRAINER_USERNAME``, ``MLFLOW_TRAINER_PASSWORD``, ``MLFLOW_GOVERNANCE_USERNAME``,
+``MLFLOW_GOVERNANCE_PASSWORD``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+
+import requests
+
+TRAINER_GRANTS = {"experiment": "EDIT", "registered_model": "EDIT"}
+GOVERNANCE_GRANTS = {"experiment": "EDIT", "registered_model": "MANAGE"}
+_TIMEOUT = 30
+
+
+class ProvisionError(RuntimeError):
+    """The server refused a provisioning step; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Account:
+    """An MLflow user and its wildcard grants ({resource_type: permission} on ``*``)."""
+
+    username: str
+    password: str = field(repr=False)
+    grants: dict[str, str]
+
+
+class AdminSession:
+    """MLflow's user and permission API, called as the admin.
+
+    :param tracking_uri: the server, e.g. ``http://mlflow:5000``.
+    :param username: the admin user.
+    :param password: its password.
+    """
+
+    def __init__(self, tracking_uri: str, username: str, password: str) -> None:
+        self.base = tracking_uri.rstrip("/")
+        self.session = requests.Session()
+        self.session.auth = (username, password)
+
+    def _call(self, method: str, path: str, what: str, **kwargs) -> requests.Response:
+        response = self.session.request(method, f"{self.base}{path}", timeout=_TIMEOUT, **kwargs)
+        if response.status_code >= 400 and response.status_code != 404:
+            # The body is MLflow's error message; it never echoes a password.
+            raise ProvisionError(f"{what}: HTTP {response.status_code}: {response.text[:300]}")
+        return response
+
+    def user_exists(self, username: str) -> bool:
+        response = self._call("GET", "/api/2.0/mlflow/users/get", f"look up user {username}", params={"username": username})
+        return response.status_code == 200
+
+    def ensure_user(self, account: Account) -> str:
+        """Create the user, or reset its password to the configured one; return what was done."""
+        if self.user_exists(account.username):
+            self._call(
+                "PATCH",
+                "/api/2.0/mlflow/users/update-password",
+                f"set the password of {account.username}",
+                json={"username": account.username, "password": account.password},
+            )
+            return "updated"
+        response = self._call(
+            "POST",
+            "/api/2.0/mlflow/users/create",
+            f"create user {account.username}",
+            json={"username": account.username, "password": account.password},
+        )
+        if response.status_code == 404:
+            raise ProvisionError(f"create user {account.username}: the server has no user API (is auth enabled?)")
+        return "created"
+
+    def grant(self, username: str, resource_type: str, permission: str, resource_id: str = "*") -> None:
+        self._call(
+            "POST",
+            "/api/3.0/mlflow/users/permissions/grant",
+            f"grant {permission} on {resource_type} {resource_id} to {username}",
+            json={"username": username, "resource_type": resource_type, "resource_id": resource_id, "permission": permission},
+        )
+
+
+def provision(admin: AdminSession, accounts: list[Account]) -> list[str]:
+    """Make every account exist with its password and grants; return one line per account."""
+    done = []
+    for account in accounts:
+        action = admin.ensure_user(account)
+        for resource_type, permission in account.grants.items():
+            admin.grant(account.username, resource_type, permission)
+        grants = ", ".join(f"{perm} on every {kind}" for kind, perm in account.grants.items())
+        done.append(f"{account.username}: {action}; {grants}")
+    return done
+
+
+def _required(name: str) -> str:
+    value = os.environ.get(name, "")
+    if not value:
+        raise ProvisionError(f"environment variable {name} is empty; set it in .env")
+    return value
+
+
+def main() -> int:
+    try:
+        admin = AdminSession(
+            _required("MLFLOW_TRACKING_URI"), _required("MLFLOW_ADMIN_USERNAME"), _required("MLFLOW_ADMIN_PASSWORD")
+        )
+        accounts = [
+            Account(_required("MLFLOW_TRAINER_USERNAME"), _required("MLFLOW_TRAINER_PASSWORD"), TRAINER_GRANTS),
+            Account(_required("MLFLOW_GOVERNANCE_USERNAME"), _required("MLFLOW_GOVERNANCE_PASSWORD"), GOVERNANCE_GRANTS),
+        ]
+        if accounts[0].username == accounts[1].username:
+            raise ProvisionError("MLFLOW_TRAINER_USERNAME and MLFLOW_GOVERNANCE_USERNAME must differ")
+        for line in provision(admin, accounts):
+            print(f"mlflow-init: {line}")
+    except (ProvisionError, requests.RequestException) as exc:
+        print(f"mlflow-init: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
