@@ -1,4 +1,4 @@
-"""The ``airflow_stack`` fixture: a real Airflow 3 deployment per test module.
+"""The ``airflow_stack`` fixture: one real Airflow 3 deployment, shared by this package's test modules.
 
 Authentication is the production path of docker-compose.yaml: the simple auth manager with a
 named admin user and a password file, and a JWT from ``POST /auth/token`` on every REST call
@@ -28,7 +28,8 @@ READY_TIMEOUT = 180
 TIMINGS: dict[str, float] = {}
 
 
-@pytest.fixture(scope="module")
+# Session scope: starting a stack costs tens of seconds; the tests keep apart by model name.
+@pytest.fixture(scope="session")
 def airflow_stack(request):
     """A migrated PostgreSQL database, the four services running, the retrain DAG parsed.
 
