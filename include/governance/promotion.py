@@ -91,6 +91,11 @@ def promote(client: MlflowClient, model_name: str, version: str | int, policy: A
         raise PromotionRefused(problem)
 
     old = aliases.get(lc.CHAMPION)
+    if old == version and (aliases.get(lc.CHALLENGER) == version or lc.PROMOTION_TIMESTAMP not in mv.tags):
+        # A try that failed after moving @champion (it still holds @challenger, or has no
+        # promotion tags): finish that promotion. It set @previous_champion before the move.
+        log.warning("%s is @%s but its promotion did not finish; completing it", where, lc.CHAMPION)
+        return _finish_promotion(client, model_name, version, mv.tags, aliases.get(lc.PREVIOUS_CHAMPION))
     if old == version:
         log.info("%s is already @%s; nothing to change", where, lc.CHAMPION)
         _read_back(client, model_name, version)
@@ -108,6 +113,14 @@ def promote(client: MlflowClient, model_name: str, version: str | int, policy: A
         set_alias(client, model_name, lc.PREVIOUS_CHAMPION, old)
         set_tags(client, model_name, old, {lc.ARCHIVED_TIMESTAMP: now})
     set_alias(client, model_name, lc.CHAMPION, version)
+    return _finish_promotion(client, model_name, version, mv.tags, old, now)
+
+
+def _finish_promotion(
+    client: MlflowClient, model_name: str, version: str, tags: dict[str, str], old: str | None, now: str | None = None
+) -> PromotionResult:
+    """The writes after @champion moved: promotion tags, @challenger removed, the read-back."""
+    now = now or lc.utc_now_iso()
     set_tags(
         client,
         model_name,
@@ -115,13 +128,13 @@ def promote(client: MlflowClient, model_name: str, version: str | int, policy: A
         {
             lc.PROMOTION_TIMESTAMP: now,
             lc.PREVIOUS_CHAMPION_VERSION: old or lc.NO_BASELINE,
-            lc.AUTO_PROMOTED: "false" if mv.tags.get(lc.APPROVED_BY) else "true",
+            lc.AUTO_PROMOTED: "false" if tags.get(lc.APPROVED_BY) else "true",
         },
     )
     if get_aliases(client, model_name).get(lc.CHALLENGER) == version:
         client.delete_registered_model_alias(model_name, lc.CHALLENGER)
     _read_back(client, model_name, version)
-    log.info("%s is now @%s (previous: %s)", where, lc.CHAMPION, old or "none")
+    log.info("%s v%s is now @%s (previous: %s)", model_name, version, lc.CHAMPION, old or "none")
     return PromotionResult(model_name, version, old, changed=True, promoted_at=now)
 
 

@@ -28,8 +28,10 @@ READY_TIMEOUT = 180
 TIMINGS: dict[str, float] = {}
 
 
-# Session scope: starting a stack costs tens of seconds; the tests keep apart by model name.
-@pytest.fixture(scope="session")
+# Package scope: starting a stack costs tens of seconds, so the package's tests share one (they
+# keep apart by model name); it stops when the package is done, not idling through the rest of
+# the suite. A package that imports this fixture (tests/reliability) gets its own stack.
+@pytest.fixture(scope="package")
 def airflow_stack(request):
     """A migrated PostgreSQL database, the four services running, the retrain DAG parsed.
 

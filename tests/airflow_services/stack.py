@@ -82,6 +82,16 @@ class AirflowStack:
                     f"airflow {service.name} exited with code {code}\n{tail(service.log_path, 60)}"
                 )
 
+    def kill_service(self, name: str) -> Service:
+        """Crash one service: SIGKILL to its process group. It leaves ``services`` (so
+        ``check_alive`` does not fail on it); its log is kept as ``<name>-killed.log``."""
+        service = next(s for s in self.services if s.name == name)
+        _kill_group(service.process.pid, signal.SIGKILL)
+        service.process.wait(timeout=30)
+        self.services.remove(service)
+        service.log_path = service.log_path.rename(service.log_path.with_name(f"{name}-killed.log"))
+        return service
+
     def wait_until(self, what: str, probe: Callable[[], T | None], timeout: float, interval: float = 1.0) -> T:
         """Poll ``probe`` until it returns something truthy; fail with the services' logs on timeout.
 

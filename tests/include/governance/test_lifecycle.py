@@ -184,12 +184,14 @@ def test_expiry_marks_a_waiting_version_but_never_overwrites_a_decision(mlflow_c
     assert tags_of(mlflow_client, v1)[lc.APPROVAL_STATUS] == "approved"
 
 
-def test_unknown_approval_status_is_an_error_naming_the_version(mlflow_client, make_version):
+def test_unknown_approval_status_is_a_refusal_naming_the_version(mlflow_client, make_version):
     v1 = make_version()
     validate_model_version(mlflow_client, MODEL, v1, POLICY)
     mlflow_client.set_model_version_tag(MODEL, v1, lc.APPROVAL_STATUS, "aproved")
-    with pytest.raises(ValueError, match=f"{MODEL} v{v1}: unknown approval_status 'aproved'"):
+    # A refusal (not retried), not a crash: an unknown status is no approval.
+    with pytest.raises(PromotionRefused, match=f"{MODEL} v{v1}: unknown approval_status 'aproved'"):
         promote(mlflow_client, MODEL, v1, POLICY.approval)
+    assert lc.CHAMPION not in get_aliases(mlflow_client, MODEL)
 
 
 def test_deleted_artifact_fails_validation_with_the_reason(mlflow_client, make_version):
