@@ -49,6 +49,10 @@ SCHEDULE = os.environ.get("MOVIE_RECOMMENDER_SCHEDULE", "@weekly")
 # "none" means no schedule at all (runs only when triggered); a cron string cannot say that.
 SCHEDULE = None if SCHEDULE.strip().lower() == "none" else SCHEDULE
 APPROVAL_POKE_SECONDS = float(os.environ.get("MOVIE_RECOMMENDER_APPROVAL_POKE_SECONDS", "60"))
+# "reschedule" (a worker checks every poke interval) or "deferrable" (the triggerer checks).
+APPROVAL_SENSOR_MODE = os.environ.get("MOVIE_RECOMMENDER_APPROVAL_SENSOR_MODE", "reschedule").strip().lower()
+if APPROVAL_SENSOR_MODE not in ("reschedule", "deferrable"):
+    raise ValueError(f"MOVIE_RECOMMENDER_APPROVAL_SENSOR_MODE={APPROVAL_SENSOR_MODE!r}: expected reschedule or deferrable")
 EXPERIMENT_NAME = "movie_recommendation"
 # Keep in step with include.recommender.models.MODEL_TYPES (a test checks they match).
 MODEL_TYPES = ["hist_gradient_boosting", "logistic_regression", "torch_ncf", "popularity"]
@@ -121,6 +125,7 @@ def movie_recommender_retrain():
 
         context = get_current_context()
         params = context["params"]
+        _check_policy_overrides(params)
         try:
             cutoff = _cutoff(params.get("data_cutoff"), context.get("data_interval_end"))
             data = load_training_data(params["data_source"])
@@ -214,6 +219,7 @@ def movie_recommender_retrain():
         approval_timeout_minutes="{{ params.approval_timeout_minutes }}",
         policy_overrides=POLICY_OVERRIDES,
         poke_interval=APPROVAL_POKE_SECONDS,
+        deferrable=APPROVAL_SENSOR_MODE == "deferrable",
         timeout=24 * 60 * 60,
         retries=0,
     )
@@ -225,6 +231,21 @@ def movie_recommender_retrain():
     )
 
     chain(trained, evaluated, register, validate, approve, review_in_airflow, wait_for_approval, promote)
+
+
+def _check_policy_overrides(params) -> None:
+    """Refuse bad thresholds before training, so nothing is registered for a run that cannot be
+    validated (the Param schema lets NaN through and cannot know the policy's keys)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from include.governance.policy import GovernancePolicy, PolicyError
+
+    overrides = dict(params.get("policy_overrides") or {})
+    overrides.update({key: params.get(key) for key in ("min_accuracy", "min_precision", "min_recall")})
+    try:
+        GovernancePolicy.load().with_overrides(overrides)
+    except PolicyError as exc:
+        raise AirflowFailException(f"Invalid governance policy: {exc}") from exc
 
 
 def _cutoff(data_cutoff: str | None, data_interval_end):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
@@ -10,7 +11,7 @@ from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
 from mlflow_governance.audit import AUDIT_CONN_ID, audit_context, audit_trail
-from mlflow_governance.hooks import MlflowHook
+from mlflow_governance.hooks import GOVERNANCE_CONN_ID, MlflowHook
 from mlflow_governance.operators import load_policy
 
 
@@ -35,6 +36,10 @@ class ModelVersionApprovalSensor(BaseSensorOperator):
     waiting. On timeout a version still awaiting a decision is tagged ``expired`` (never
     approved by default) and the task fails; once a reviewer has decided, clearing this task
     resumes the run. Runs in reschedule mode by default, so no worker slot is held while waiting.
+    With ``deferrable=True`` it waits in the triggerer instead (``ModelVersionApprovalTrigger``
+    reads the tag every ``poke_interval``): no worker slot either, and no worker process started
+    per check, so a short interval costs little; the decision is then judged by the same
+    ``poke`` in a worker.
 
     A person's decision it sees is appended to the audit trail as ``approved`` or ``rejected``
     (attributed to the reviewer; one row even when the CLI already recorded it), and an expiry
@@ -46,6 +51,7 @@ class ModelVersionApprovalSensor(BaseSensorOperator):
     :param policy_path: a governance policy YAML (the packaged one when empty).
     :param policy_overrides: per-run policy overrides (e.g. an approvers allow-list).
     :param audit_conn_id: the Airflow connection of the audit database.
+    :param deferrable: wait in the triggerer instead of rescheduling the task.
     """
 
     template_fields: Sequence[str] = (
@@ -65,12 +71,14 @@ class ModelVersionApprovalSensor(BaseSensorOperator):
         approval_timeout_minutes: float | str | None = None,
         policy_path: str | None = None,
         policy_overrides: dict[str, Any] | None = None,
-        mlflow_conn_id: str = MlflowHook.default_conn_name,
+        mlflow_conn_id: str = GOVERNANCE_CONN_ID,
         audit_conn_id: str = AUDIT_CONN_ID,
         mode: str = "reschedule",
+        deferrable: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(mode=mode, **kwargs)
+        self.deferrable = deferrable
         self.audit_conn_id = audit_conn_id
         self.model_name = model_name
         self.version = version
@@ -87,19 +95,50 @@ class ModelVersionApprovalSensor(BaseSensorOperator):
         minutes = approval_timeout(self.approval_timeout_minutes)
         if minutes is not None:
             self.timeout = minutes * 60
+        if self.deferrable:
+            return self._check_or_defer(context, deadline=time.time() + self.timeout)
         try:
             return super().execute(context)
         except AirflowSensorTimeout:
-            from include.governance.approval import expire
-            from include.governance.audit import expired_event
-
-            waited = f"{self.timeout / 60:g} minutes"
-            client = self.hook.get_conn()
-            if expire(client, self.model_name, self.version, waited=waited):
-                self.log.warning("%s v%s expired after %s without a decision", self.model_name, self.version, waited)
-                mv = client.get_model_version(self.model_name, str(self.version))
-                audit_trail(client, self.audit_conn_id).record(expired_event(mv, audit_context(context, self.task_id)))
+            self._expire(context)
             raise
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
+        """Resume after the trigger fired: judge the decision, or wait on until the deadline."""
+        return self._check_or_defer(context, deadline=float(event["deadline"]))
+
+    def _check_or_defer(self, context: Context, deadline: float) -> Any:
+        """One poke; done -> its XCom, deadline passed -> expire, else hand the wait to the triggerer."""
+        checked = self.poke(context)
+        if checked:
+            return checked.xcom_value
+        if time.time() >= deadline:
+            self._expire(context)
+            raise AirflowSensorTimeout(f"{self.model_name} v{self.version}: no decision within {self.timeout:g} s")
+        from mlflow_governance.triggers import ModelVersionApprovalTrigger
+
+        self.defer(
+            trigger=ModelVersionApprovalTrigger(
+                model_name=self.model_name,
+                version=str(self.version),
+                deadline=deadline,
+                poll_interval=self.poke_interval,
+                mlflow_conn_id=self.mlflow_conn_id,
+            ),
+            method_name="execute_complete",
+        )
+
+    def _expire(self, context: Context) -> None:
+        """Tag a version still awaiting a decision ``expired`` and audit it (a decision stays)."""
+        from include.governance.approval import expire
+        from include.governance.audit import expired_event
+
+        waited = f"{self.timeout / 60:g} minutes"
+        client = self.hook.get_conn()
+        if expire(client, self.model_name, self.version, waited=waited):
+            self.log.warning("%s v%s expired after %s without a decision", self.model_name, self.version, waited)
+            mv = client.get_model_version(self.model_name, str(self.version))
+            audit_trail(client, self.audit_conn_id).record(expired_event(mv, audit_context(context, self.task_id)))
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         from include.governance.approval import read_record, reviewer_problem

@@ -50,10 +50,10 @@ def test_tasks_retry(monitor):
 
 
 def test_trigger_targets_the_retrain_dag_with_params_it_declares(dagbag, monitor):
-    from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+    from mlflow_governance.monitoring import TriggerRetrainOperator
 
     trigger = monitor.get_task("trigger_retrain")
-    assert isinstance(trigger, TriggerDagRunOperator)
+    assert isinstance(trigger, TriggerRetrainOperator)
     assert trigger.trigger_dag_id == RETRAIN and RETRAIN in dagbag.dags
     retrain_params = dagbag.dags[RETRAIN].params
     assert set(trigger.conf) <= set(retrain_params.keys())
