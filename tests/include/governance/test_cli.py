@@ -140,7 +140,7 @@ def test_pending_lists_waiting_versions_and_flags_stale_ones(cli, registry):
 
 
 def test_pending_is_one_paged_search_not_a_call_per_version(mlflow_client, registry, monkeypatch):
-    calls = {"search_model_versions": 0, "get_model_version": 0, "get_registered_model": 0}
+    calls = {"search_model_versions": 0, "get_model_version": 0, "get_model_version_by_alias": 0}
     for name in calls:
         original = getattr(mlflow_client, name)
 
@@ -151,11 +151,20 @@ def test_pending_is_one_paged_search_not_a_call_per_version(mlflow_client, regis
         monkeypatch.setattr(mlflow_client, name, spy)
     waiting = pending_versions(mlflow_client)
     assert {p.version for p in waiting} == {registry["v2"], registry["v3"]}
-    assert calls == {"search_model_versions": 1, "get_model_version": 0, "get_registered_model": 1}
+    assert calls == {"search_model_versions": 1, "get_model_version": 0, "get_model_version_by_alias": 1}
     # More results than a page: one call per page, still none per version.
     calls.update(dict.fromkeys(calls, 0))
     assert len(pending_versions(mlflow_client, page_size=1)) == 2
     assert calls["search_model_versions"] == 2 and calls["get_model_version"] == 0
+
+
+def test_pending_without_a_challenger_marks_no_version_as_the_candidate(mlflow_client, registry):
+    # A model whose @challenger is unset (e.g. cleared by a failed re-validation) still lists its
+    # waiting versions, none of them approvable as the candidate.
+    mlflow_client.delete_registered_model_alias(MODEL, lc.CHALLENGER)
+    waiting = {p.version: p for p in pending_versions(mlflow_client)}
+    assert set(waiting) == {registry["v2"], registry["v3"]}
+    assert all(p.challenger is None and not p.is_candidate for p in waiting.values())
 
 
 def test_show_compare_and_lineage(cli, registry):
