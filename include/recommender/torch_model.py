@@ -58,11 +58,13 @@ class NeuralMF(nn.Module):
         self, n_users: int, n_movies: int, n_genres: int, embedding_dim: int, hidden_size: int
     ) -> None:
         super().__init__()
-        self.user_embedding = nn.Embedding(n_users + 1, embedding_dim)
-        self.movie_embedding = nn.Embedding(n_movies + 1, embedding_dim)
-        self.user_bias = nn.Embedding(n_users + 1, 1)
-        self.movie_bias = nn.Embedding(n_movies + 1, 1)
-        self.user_genre_taste = nn.Embedding(n_users + 1, n_genres)
+        # Sparse gradients: a batch touches ~1,000 rows of tables with one row per user or movie,
+        # and _Adam updates only those rows (see there).
+        self.user_embedding = nn.Embedding(n_users + 1, embedding_dim, sparse=True)
+        self.movie_embedding = nn.Embedding(n_movies + 1, embedding_dim, sparse=True)
+        self.user_bias = nn.Embedding(n_users + 1, 1, sparse=True)
+        self.movie_bias = nn.Embedding(n_movies + 1, 1, sparse=True)
+        self.user_genre_taste = nn.Embedding(n_users + 1, n_genres, sparse=True)
         self.genre_projection = nn.Linear(n_genres, embedding_dim, bias=False)
         self.mlp = nn.Sequential(
             nn.Linear(2 * embedding_dim + n_genres, hidden_size),
@@ -268,11 +270,31 @@ class _Adam:
         for param, first, second in zip(self.parameters, self.first, self.second):
             if param.grad is None:
                 continue
+            if param.grad.is_sparse:
+                self._step_rows(param, first, second, param.grad.coalesce(), correction1, correction2)
+                continue
             grad = param.grad.add(param, alpha=self.weight_decay) if self.weight_decay else param.grad
             first.mul_(beta1).add_(grad, alpha=1 - beta1)
             second.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
             denominator = (second / correction2).sqrt_().add_(self.EPS)
             param.addcdiv_(first, denominator, value=-self.lr / correction1)
+
+    def _step_rows(self, param, first, second, grad, correction1: float, correction2: float) -> None:
+        """Adam on the rows a sparse gradient touches only ("lazy" Adam, as TF's LazyAdam).
+
+        A dense step moves every row of the embedding tables each batch (momentum and decay of
+        rows the batch did not touch): at 5M ratings that was 70% of training time, growing
+        with users x batches. Rows outside the batch keep their moments until they recur.
+        """
+        beta1, beta2 = self.BETAS
+        rows, values = grad.indices()[0], grad.values()
+        if self.weight_decay:
+            values = values.add(param[rows], alpha=self.weight_decay)
+        row_first = first[rows].mul_(beta1).add_(values, alpha=1 - beta1)
+        row_second = second[rows].mul_(beta2).addcmul_(values, values, value=1 - beta2)
+        first[rows], second[rows] = row_first, row_second
+        denominator = (row_second / correction2).sqrt_().add_(self.EPS)
+        param.index_add_(0, rows, row_first / denominator, alpha=-self.lr / correction1)
 
 
 class _Epochs:
