@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.services.conftest import ServiceProcess, free_port, start_service
+from tests.services.conftest import ServiceProcess, _group_alive, _http_ok, _server_environment, free_port, start_service
 
 # port -> (command, environment, the log line that proves this server bound the port)
 Build = Callable[[int], tuple[list[str], dict[str, str], str]]
@@ -168,28 +168,3 @@ class PrivatePostgres:
         if check and done.returncode != 0:
             log = self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
             raise AssertionError(f"{' '.join(command[:2])} failed ({done.returncode}):\n{done.stdout}{done.stderr}\n{log}")
-
-
-def _server_environment(**extra: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("MLFLOW_", "AWS_"))}
-    env.update(extra)
-    return env
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-def _http_ok(url: str) -> bool:
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False
