@@ -106,6 +106,7 @@ def test_two_retrain_runs_at_once_end_with_one_consistent_champion(mlflow_stack,
     for home in homes:
         home.mkdir()
         shutil.copy(airflow_db / "airflow.db", home / "airflow.db")
+        earlier = dag_run_ids(home)  # the session's database holds earlier tests' runs
         env = dags_test_environment(home, mlflow_stack.url)
         conf = json.dumps({"data_source": DAG_DATA, "model_name": model_name})
         log = (home / "dags-test.log").open("wb")
@@ -122,7 +123,7 @@ def test_two_retrain_runs_at_once_end_with_one_consistent_champion(mlflow_stack,
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-    outcomes = [dag_run_outcome(home) for home in homes]
+    outcomes = [dag_run_outcome(home, earlier) for home in homes]
     logs = {o.run_id: (home / "dags-test.log").read_text(errors="replace") for o, home in zip(outcomes, homes)}
     print(f"two concurrent runs: {outcomes}")
 
@@ -169,9 +170,16 @@ def dags_test_environment(home: Path, tracking_uri: str) -> dict[str, str]:
     return env
 
 
-def dag_run_outcome(home: Path) -> SimpleNamespace:
-    """The one DAG run in a deployment's metadata database, with its task states."""
+def dag_run_ids(home: Path) -> set[str]:
+    """The DAG's runs in a deployment's metadata database (the copied one may hold earlier tests')."""
     with closing(sqlite3.connect(home / "airflow.db")) as db:
-        (run_id, state), = db.execute("SELECT run_id, state FROM dag_run WHERE dag_id = ?", (DAG_ID,)).fetchall()
+        return {run_id for (run_id,) in db.execute("SELECT run_id FROM dag_run WHERE dag_id = ?", (DAG_ID,))}
+
+
+def dag_run_outcome(home: Path, earlier: set[str]) -> SimpleNamespace:
+    """The one DAG run this test made in a deployment's metadata database, with its task states."""
+    with closing(sqlite3.connect(home / "airflow.db")) as db:
+        runs = db.execute("SELECT run_id, state FROM dag_run WHERE dag_id = ?", (DAG_ID,)).fetchall()
+        (run_id, state), = [(run_id, state) for run_id, state in runs if run_id not in earlier]
         states = dict(db.execute("SELECT task_id, state FROM task_instance WHERE run_id = ?", (run_id,)).fetchall())
     return SimpleNamespace(run_id=run_id, state=state, states=states)
