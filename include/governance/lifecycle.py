@@ -87,5 +87,9 @@ AWAITING_DECISION = frozenset({ApprovalStatus.PENDING, ApprovalStatus.NEEDS_REVI
 
 
 def utc_now_iso() -> str:
-    """The timestamp format written into every *_timestamp tag (ISO 8601, UTC)."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    """The timestamp format written into every *_timestamp tag (ISO 8601, UTC, milliseconds).
+
+    Milliseconds, like the registry's own timestamps: steps a second apart or less must still
+    order correctly in the audit trail beside a version's creation time.
+    """
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
