@@ -67,13 +67,17 @@ def _guard_factory(rules: GovernanceRules, endpoints: dict[tuple[str, str], type
         request_class = endpoints.get((request.path, request.method))
         if request_class is None:
             return None
+        from mlflow.exceptions import MlflowException
         from mlflow.server.handlers import _get_request_message
+        from werkzeug.exceptions import HTTPException
 
         try:
             # The same parser the handler runs, so the guard judges what the handler would do.
             message = _get_request_message(request_class())
-        except Exception:
-            return None  # the handler refuses the same malformed request with MLflow's error
+        except (MlflowException, HTTPException):
+            # A malformed request: the handler's same parser refuses it with MLflow's own error.
+            # Anything else propagates (a 500): the guard fails closed, never open.
+            return None
         reserved = rules.reserved_changes(request_class.__name__, message)
         if not reserved:
             return None
