@@ -59,6 +59,7 @@ from mlflow import MlflowClient  # noqa: E402
 from mlflow.entities import Metric, Param  # noqa: E402
 
 from bench import seed_registry_baseline as seed  # noqa: E402
+from bench.timing import load_average  # noqa: E402
 from bench.mlflow_stack import (  # noqa: E402
     create_database, database_exists, database_url, drop_database, mlflow_server,
 )
@@ -424,10 +425,6 @@ def ours_validate_against_champion(client, model_name: str, version: str, policy
     champion_metrics = client.get_run(champion.run_id).data.metrics
     check, improvement = champion_comparison(run.data.metrics, champion_metrics, policy.validation)
     return {"baseline": champion_version, "passed": check.passed, "improvement": improvement}
-
-
-def load_average() -> float:
-    return os.getloadavg()[0]
 
 
 def measure(fn: Callable[[], Any], repeats: int) -> dict[str, Any]:

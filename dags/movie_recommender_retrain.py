@@ -40,6 +40,7 @@ from mlflow_governance.operators import (
     RegisterModelVersionOperator,
     RequestApprovalOperator,
     ValidateModelVersionOperator,
+    load_policy,
 )
 from mlflow_governance.hitl import ModelVersionHITLApprovalOperator
 from mlflow_governance.sensors import ModelVersionApprovalSensor
@@ -236,16 +237,9 @@ def movie_recommender_retrain():
 def _check_policy_overrides(params) -> None:
     """Refuse bad thresholds before training, so nothing is registered for a run that cannot be
     validated (the Param schema lets NaN through and cannot know the policy's keys)."""
-    from airflow.sdk.exceptions import AirflowFailException
-
-    from include.governance.policy import GovernancePolicy, PolicyError
-
     overrides = dict(params.get("policy_overrides") or {})
     overrides.update({key: params.get(key) for key in ("min_accuracy", "min_precision", "min_recall")})
-    try:
-        GovernancePolicy.load().with_overrides(overrides)
-    except PolicyError as exc:
-        raise AirflowFailException(f"Invalid governance policy: {exc}") from exc
+    load_policy(None, overrides)
 
 
 def _cutoff(data_cutoff: str | None, data_interval_end):
