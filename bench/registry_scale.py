@@ -59,6 +59,7 @@ from mlflow import MlflowClient  # noqa: E402
 from mlflow.entities import Metric, Param  # noqa: E402
 
 from bench import seed_registry_baseline as seed  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
 from bench.timing import load_average  # noqa: E402
 from bench.mlflow_stack import (  # noqa: E402
     create_database, database_exists, database_url, drop_database, mlflow_server,
@@ -388,8 +389,10 @@ def is_populated(client: MlflowClient, n_models: int, versions: int) -> bool:
     last = f"{MODEL_PREFIX}{n_models - 1:04d}"
     try:
         return client.get_registered_model(last).tags.get(POPULATED_TAG) == str(n_models * versions)
-    except Exception:  # noqa: BLE001 - a missing model means "not populated"
-        return False
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":  # a missing model means "not populated"
+            return False
+        raise
 
 
 # ---- what is measured ------------------------------------------------------------------------------
