@@ -49,11 +49,11 @@ review: venv
 mlflow-ui: venv
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(MLFLOW_DB) --default-artifact-root file://$(MLFLOW_ARTIFACTS) --port 5000
 
-## Airflow UI and scheduler over the demo's home: http://127.0.0.1:8080 (password in .local/airflow)
+## Airflow UI, scheduler, DAG processor and triggerer over the demo's state (airflow standalone):
+## http://127.0.0.1:$(AIRFLOW_UI_PORT); users admin and reviewer, passwords in $(LOCAL)/airflow.
+AIRFLOW_UI_PORT ?= 8080
 airflow-ui: venv
-	$(VENV)/bin/airflow db migrate >/dev/null
-	$(VENV)/bin/airflow pools set model_promotion 1 "One move of @champion at a time" >/dev/null
-	$(VENV)/bin/airflow standalone
+	$(PY) scripts/airflow_ui.py --port $(AIRFLOW_UI_PORT)
 
 clean:
 	rm -rf $(LOCAL)
