@@ -26,6 +26,18 @@ class ApprovalError(RuntimeError):
     """An approval cannot be recorded or accepted; the message says why."""
 
 
+class ReviewerRefused(ApprovalError):
+    """The policy does not let this person decide on this version (separation of duties, allow-list).
+
+    :param reason: why, without the version (e.g. "bob is not an allowed approver (alice)").
+    """
+
+    def __init__(self, where: str, reviewer: str, reason: str) -> None:
+        super().__init__(f"{where}: {reason}")
+        self.reviewer = reviewer
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class Decision:
     status: ApprovalStatus
@@ -167,7 +179,8 @@ def record_review(
     :param check_candidate: also refuse a decision that could not take effect: approving a
         version that is no longer ``@challenger`` or was validated against another champion,
         or rejecting the serving ``@champion`` (roll back instead).
-    :raises ApprovalError: the reviewer may not decide on this version.
+    :raises ReviewerRefused: the policy does not let this reviewer decide on this version.
+    :raises ApprovalError: the decision cannot be recorded (e.g. approving a failed validation).
     """
     version = str(version)
     if not reviewer or not reviewer.strip():
@@ -180,7 +193,7 @@ def record_review(
     candidate = ApprovalRecord(status, "", reviewer, notes, mv.tags.get(lc.SUBMITTED_BY))
     problem = reviewer_problem(candidate, policy)
     if problem:
-        raise ApprovalError(f"{where}: {problem}")
+        raise ReviewerRefused(where, reviewer, problem)
     if check_candidate:
         problem = candidate_problem(mv.tags, get_aliases(client, model_name), version, approve=approve)
         if problem:

@@ -1,14 +1,15 @@
 """The audit trail: an append-only table of governance events, mirrored on each version's run.
 
-Every event (registered, validated, approval_requested, approved, rejected, expired, promoted,
-archived, rolled_back) is one row: who, when (UTC), which model version, the alias move, the
-reason, the Airflow DAG run, and the metrics that decided it. The table lives in any database
-SQLAlchemy reaches; SQLite (the embedded default) and PostgreSQL (production) are supported,
-because on both the table gets triggers that refuse UPDATE and DELETE (and TRUNCATE on
-PostgreSQL): this API only inserts, and nobody else can change a row either. The same events
-are written as ``audit/events_v<N>.json`` on the version's MLflow run, rewritten whole each time.
-Triggers do not stop a table owner from dropping the table: on PostgreSQL, let the writers
-connect as a role granted only INSERT and SELECT (this module runs no DDL once the schema exists).
+Every event (registered, validated, approval_requested, approved, rejected, approval_refused,
+expired, promoted, archived, rolled_back) is one row: who, when (UTC), which model version, the
+alias move, the reason, the Airflow DAG run, and the metrics that decided it. The table lives in
+any database SQLAlchemy reaches; SQLite (the embedded default) and PostgreSQL (production) are
+supported, because on both the table gets triggers that refuse UPDATE and DELETE (and TRUNCATE
+on PostgreSQL): this API only inserts, and nobody else can change a row either. The same events
+are written as ``audit/events_v<N>.json`` on the version's MLflow run, rewritten whole each
+time. Triggers do not stop a table owner from dropping the table: on PostgreSQL, let the writers
+connect as a role granted only INSERT and SELECT (this module runs no DDL once the schema
+exists).
 
 Retries write no second row: an event carries a ``dedup_key`` built from the registry state it
 describes (e.g. the ``promotion_timestamp`` tag), and the table has a unique index on it. A
@@ -54,6 +55,8 @@ class EventType(str, Enum):
     APPROVAL_REQUESTED = "approval_requested"
     APPROVED = "approved"
     REJECTED = "rejected"
+    # A person's answer the policy did not accept (the submitter, someone off the allow-list).
+    APPROVAL_REFUSED = "approval_refused"
     EXPIRED = "expired"
     PROMOTED = "promoted"
     ARCHIVED = "archived"
@@ -655,6 +658,26 @@ def review_event(mv: Any, context: AuditContext) -> AuditEvent | None:
         actor=reviewer,
         reason=tags.get(lc.APPROVAL_REASON) or f"{status.value} by {reviewer}",
         details={"notes": tags.get(lc.APPROVAL_NOTES), "submitted_by": tags.get(lc.SUBMITTED_BY)},
+    )
+
+
+def refused_review_event(
+    mv: Any, context: AuditContext, *, reviewer: str, reason: str, answered_at: str, decision: str, notes: str | None = None
+) -> AuditEvent:
+    """A person's answer the policy refused; nothing was recorded on the version.
+
+    :param answered_at: when the person answered (ISO 8601): one row per answer.
+    :param decision: what the person chose (``approved`` or ``rejected``).
+    """
+    return make_event(
+        EventType.APPROVAL_REFUSED,
+        mv,
+        context,
+        stamp=f"{answered_at}-by-{reviewer}",
+        occurred_at=_when(answered_at),
+        actor=reviewer,
+        reason=reason,
+        details={"decision": decision, "notes": notes, "submitted_by": mv.tags.get(lc.SUBMITTED_BY)},
     )
 
 

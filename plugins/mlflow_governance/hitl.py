@@ -5,24 +5,38 @@ the Required Actions page. The answer is written straight to the version's tags 
 responding user as ``approved_by``: the registry, not Airflow's HITL record, holds the decision.
 Clearing this task deletes Airflow's record of the response, so on a re-run the operator first
 looks at the version and asks again only when no person has decided yet.
+
+An answer the policy refuses (from the submitter, or from someone off the approver allow-list)
+records nothing on the version and does not fail the run: it is audited as
+``approval_refused`` and the same form opens again, until the original deadline. Airflow keeps a
+form's subject and body for the whole try (re-posting the request only clears the answer), so
+the body says up front whose answers will be refused and why.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.providers.standard.operators.hitl import ApprovalOperator, HITLOperator
 from airflow.sdk import Context, Param
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException, TaskAwaitingInput
 
+from mlflow_governance.audit import AUDIT_CONN_ID, audit_context, audit_trail
 from mlflow_governance.hooks import GOVERNANCE_CONN_ID, MlflowHook
 from mlflow_governance.operators import load_policy
 from mlflow_governance.sensors import approval_timeout
 
+if TYPE_CHECKING:
+    from include.governance.policy import ApprovalPolicy
+
 HITL_MODE = "hitl"
+# Auth managers whose user ids are the user names the policy's allow-list holds, so the form
+# can be assigned to those users (FAB's ids are numbers: there the policy refuses others' answers).
+AUTH_MANAGERS_WITH_NAME_IDS = ("airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",)
 
 
 class ModelVersionHITLApprovalOperator(ApprovalOperator):
@@ -30,12 +44,16 @@ class ModelVersionHITLApprovalOperator(ApprovalOperator):
 
     Does nothing unless ``approval_mode`` is ``hitl`` or when the version already carries a
     decision. A rejection is recorded and the task succeeds: the downstream approval sensor then
-    fails the run with who rejected it and why.
+    fails the run with who rejected it and why. An answer the policy refuses is audited and
+    asked again; where the policy names approvers, the form is assigned to them.
 
     :param model_name: registered model name.
     :param version: the model version.
     :param approval_mode: the run's approval mode; only ``hitl`` asks.
     :param approval_timeout_minutes: how long to wait for an answer before the version expires.
+    :param policy_path: a governance policy YAML (the packaged one when empty).
+    :param policy_overrides: per-run policy overrides (e.g. an approvers allow-list).
+    :param audit_conn_id: the Airflow connection of the audit database.
     """
 
     template_fields: Sequence[str] = (
@@ -59,6 +77,7 @@ class ModelVersionHITLApprovalOperator(ApprovalOperator):
         policy_path: str | None = None,
         policy_overrides: dict[str, Any] | None = None,
         mlflow_conn_id: str = GOVERNANCE_CONN_ID,
+        audit_conn_id: str = AUDIT_CONN_ID,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("subject", "Approve model {{ params.model_name }} for production?")
@@ -71,10 +90,15 @@ class ModelVersionHITLApprovalOperator(ApprovalOperator):
         self.policy_path = policy_path
         self.policy_overrides = policy_overrides
         self.mlflow_conn_id = mlflow_conn_id
+        self.audit_conn_id = audit_conn_id
 
     @cached_property
     def hook(self) -> MlflowHook:
         return MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
+
+    @property
+    def where(self) -> str:
+        return f"{self.model_name} v{self.version}"
 
     def execute(self, context: Context) -> Any:
         from include.governance import lifecycle as lc
@@ -84,53 +108,174 @@ class ModelVersionHITLApprovalOperator(ApprovalOperator):
         if self.approval_mode != HITL_MODE:
             self.log.info("Approval mode is %r: nothing to ask in Airflow", self.approval_mode)
             return None
-        where = f"{self.model_name} v{self.version}"
         mv = require_version(self.hook.get_conn(), self.model_name, self.version)
-        record = read_record(mv.tags, where=where)
+        record = read_record(mv.tags, where=self.where)
         if record.status not in lc.AWAITING_DECISION | {lc.ApprovalStatus.EXPIRED}:
-            self.log.info("%s already has a decision (%s); not asking again", where, record.status)
+            self.log.info("%s already has a decision (%s); not asking again", self.where, record.status)
             return None
-        self.subject = f"Approve {where} for production?"
-        self.body = _review_body(where, mv.tags)
+        self._prepare_form(mv.tags)
         minutes = approval_timeout(self.approval_timeout_minutes)
+        deadline = None
         if minutes is not None:
             self.response_timeout = timedelta(minutes=minutes)
-        return super().execute(context)
+            deadline = time.time() + minutes * 60
+        try:
+            return super().execute(context)
+        except TaskAwaitingInput as awaiting:
+            # The deadline travels with the wait, so asking again after a refused answer keeps it.
+            awaiting.kwargs = {**(awaiting.kwargs or {}), "deadline": deadline}
+            raise
 
-    def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
-        from include.governance.approval import ApprovalError, expire, record_review
+    def execute_complete(self, context: Context, event: dict[str, Any], deadline: float | None = None) -> Any:
+        from include.governance.approval import ApprovalError, ReviewerRefused, record_review
 
         client = self.hook.get_conn()
         if event.get("error_type") == "timeout":
-            expire(client, self.model_name, self.version, waited=f"{self.approval_timeout_minutes} minutes")
-            raise AirflowFailException(f"{self.model_name} v{self.version}: no answer before the timeout; expired")
+            return self._timed_out(client, context)
         answer = HITLOperator.execute_complete(self, context, event)
         user = answer["responded_by_user"] or {}
         reviewer = user.get("name") or user.get("id")
         approve = answer["chosen_options"] == [self.APPROVE]
         notes = (answer["params_input"] or {}).get("notes") or None
-        policy = load_policy(self.policy_path, self.policy_overrides, "manual")
         try:
             record = record_review(
-                client, self.model_name, self.version, approve=approve, reviewer=reviewer, notes=notes, policy=policy.approval
+                client, self.model_name, self.version, approve=approve, reviewer=reviewer, notes=notes,
+                policy=self.approval_policy,
             )
+        except ReviewerRefused as refused:
+            self._audit_refusal(client, context, refused, answer, approve=approve, notes=notes)
+            self.log.warning("%s: the answer of %s is refused (%s); asking again", self.where, reviewer, refused.reason)
+            return self._ask_again(client, context, deadline)
         except ApprovalError as exc:
             raise AirflowFailException(f"Answer not accepted: {exc}") from exc
-        self.log.info("%s v%s %s by %s", self.model_name, self.version, record.status.value, reviewer)
+        self.log.info("%s %s by %s", self.where, record.status.value, reviewer)
         return {"status": record.status.value, "approved_by": reviewer}
 
+    @cached_property
+    def approval_policy(self) -> "ApprovalPolicy":
+        return load_policy(self.policy_path, self.policy_overrides, "manual").approval
 
-def _review_body(where: str, tags: dict[str, str]) -> str:
-    """Markdown shown to the reviewer: the evidence the decision rests on."""
+    def _prepare_form(self, tags: dict[str, str]) -> None:
+        """Subject, body and assignees of the request, from the version's tags and the policy."""
+        from airflow.sdk.configuration import conf
+
+        from include.governance import lifecycle as lc
+
+        self.subject = f"Approve {self.where} for production?"
+        policy = self.approval_policy
+        self.body = _review_body(self.where, tags, _refusal_rules(tags.get(lc.SUBMITTED_BY), policy))
+        if policy.approvers:
+            auth_manager = conf.get("core", "auth_manager")
+            if auth_manager in AUTH_MANAGERS_WITH_NAME_IDS:
+                self.assigned_users = [{"id": name, "name": name} for name in policy.approvers]
+            else:
+                self.log.info("%s identifies users by id, not by name: the form is not assigned to %s", auth_manager, policy.approvers)
+
+    def _ask_again(self, client: Any, context: Context, deadline: float | None) -> Any:
+        """Open the same form again (its answer cleared) until the first ask's deadline."""
+        from airflow.sdk.execution_time.hitl import upsert_hitl_detail
+
+        remaining = None if deadline is None else deadline - time.time()
+        if remaining is not None and remaining <= 0:
+            return self._timed_out(client, context)
+        mv = client.get_model_version(self.model_name, str(self.version))
+        if self._decided_elsewhere(mv.tags):
+            return None
+        self._prepare_form(mv.tags)
+        # An existing request keeps its subject and body; posting it again clears the answer.
+        upsert_hitl_detail(
+            ti_id=context["task_instance"].id,
+            options=self.options,
+            subject=self.subject,
+            body=self.body,
+            defaults=self.defaults,
+            multiple=self.multiple,
+            params=self.serialized_params,
+            assigned_users=self.assigned_users,
+        )
+        raise TaskAwaitingInput(
+            method_name="execute_complete",
+            kwargs={"deadline": deadline},
+            timeout=None if remaining is None else timedelta(seconds=remaining),
+        )
+
+    def _timed_out(self, client: Any, context: Context) -> None:
+        """No accepted answer before the deadline: expire the version and fail.
+
+        A decision that reached the version through another channel meanwhile stands: the task
+        then ends quietly and the approval sensor judges that decision.
+        """
+        from include.governance.approval import expire
+        from include.governance.audit import expired_event
+
+        if expire(client, self.model_name, self.version, waited=f"{self.approval_timeout_minutes} minutes"):
+            mv = client.get_model_version(self.model_name, str(self.version))
+            audit_trail(client, self.audit_conn_id).record(expired_event(mv, audit_context(context, self.task_id)))
+        elif self._decided_elsewhere(client.get_model_version(self.model_name, str(self.version)).tags):
+            return None
+        raise AirflowFailException(f"{self.where}: no accepted answer before the timeout; expired")
+
+    def _decided_elsewhere(self, tags: dict[str, str]) -> bool:
+        """Whether the version carries a decision (approved or rejected) made outside this form."""
+        from include.governance.approval import read_record
+        from include.governance.lifecycle import ApprovalStatus
+
+        record = read_record(tags, where=self.where)
+        if record.status in (ApprovalStatus.APPROVED, ApprovalStatus.REJECTED):
+            self.log.info("%s was %s meanwhile (by %s); not asking again", self.where, record.status.value, record.approved_by or "the policy")
+            return True
+        return False
+
+    def _audit_refusal(self, client: Any, context: Context, refused: Any, answer: dict[str, Any], *, approve: bool, notes: str | None) -> None:
+        from include.governance.audit import refused_review_event
+
+        answered_at = answer["responded_at"]
+        mv = client.get_model_version(self.model_name, str(self.version))
+        event = refused_review_event(
+            mv,
+            audit_context(context, self.task_id),
+            reviewer=refused.reviewer,
+            reason=refused.reason,
+            answered_at=answered_at.isoformat() if isinstance(answered_at, datetime) else str(answered_at),
+            decision="approved" if approve else "rejected",
+            notes=notes,
+        )
+        audit_trail(client, self.audit_conn_id).record(event)
+
+
+def _refusal_rules(submitted_by: str | None, policy: "ApprovalPolicy") -> list[str]:
+    """Whose answers the policy will refuse, in the words of the refusal (``reviewer_problem``)."""
+    from include.governance.approval import ApprovalRecord, reviewer_problem
+    from include.governance.lifecycle import ApprovalStatus
+
+    rules = []
+    if submitted_by:
+        as_submitter = ApprovalRecord(ApprovalStatus.APPROVED, "", submitted_by, None, submitted_by)
+        if policy.require_distinct_approver and (problem := reviewer_problem(as_submitter, policy)):
+            rules.append(problem)
+    if policy.approvers:
+        rules.append(f"only {', '.join(policy.approvers)} may answer (the policy's approvers)")
+    return rules
+
+
+def _review_body(where: str, tags: dict[str, str], refusal_rules: Sequence[str] = ()) -> str:
+    """Markdown shown to the reviewer: the evidence the decision rests on, and who may decide."""
     metrics = "\n".join(
         f"| {key.removeprefix('validation_')} | {value} |"
         for key, value in sorted(tags.items())
         if key.startswith("validation_") and key not in {"validation_status", "validation_timestamp", "validation_summary"}
     )
+    refusals = ""
+    if refusal_rules:
+        refusals = (
+            "**Answers the policy refuses** (nothing is recorded, the refusal is audited and this form "
+            "opens again):\n\n" + "\n".join(f"- {rule}" for rule in refusal_rules) + "\n\n"
+        )
     return (
         f"**{where}** waits for a decision.\n\n"
         f"- validation: {tags.get('validation_status', 'unknown')} ({tags.get('validation_summary', '')})\n"
         f"- approval policy: {tags.get('approval_status', 'unknown')} ({tags.get('approval_reason', '')})\n"
-        f"- submitted by: {tags.get('submitted_by', 'unknown')} (who may not approve it)\n\n"
+        f"- submitted by: {tags.get('submitted_by', 'unknown')}\n\n"
+        f"{refusals}"
         f"| evidence | value |\n|---|---|\n{metrics}\n"
     )
