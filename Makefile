@@ -16,7 +16,7 @@ export MLFLOW_ARTIFACTS := $(LOCAL)/mlflow/artifacts
 export AIRFLOW_CONN_MLFLOW_DEFAULT := {"conn_type": "generic", "host": "sqlite:///$(MLFLOW_DB)", "extra": {"artifact_location": "file://$(MLFLOW_ARTIFACTS)"}}
 export GIT_PYTHON_REFRESH := quiet
 
-.PHONY: demo test venv mlflow-ui airflow-ui review audit-deps clean
+.PHONY: demo test venv mlflow-ui airflow-ui review audit-deps stack stack-down clean
 
 venv: $(VENV)/.installed
 
@@ -54,6 +54,15 @@ mlflow-ui: venv
 AIRFLOW_UI_PORT ?= 8080
 airflow-ui: venv
 	$(PY) scripts/airflow_ui.py --port $(AIRFLOW_UI_PORT)
+
+## The production stack of docker-compose.yaml as local processes, no Docker (scripts/stack):
+## .env if present, else generated secrets in .local/stack/stack.env. ARGS: e.g. "--profile celery".
+stack: venv
+	$(PY) -m scripts.stack up $(ARGS)
+
+## Stop every process `make stack` started (data kept; ARGS="--purge" deletes it too).
+stack-down: venv
+	$(PY) -m scripts.stack down $(ARGS)
 
 clean:
 	rm -rf $(LOCAL)

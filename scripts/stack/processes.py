@@ -1,0 +1,134 @@
+"""Start, check and stop the stack's processes.
+
+Each service runs in a session of its own (its own process group), logging to a file, with the
+marker variable ``MOVIE_RECOMMENDER_STACK=<state dir>`` in its environment. Stopping sends
+SIGTERM to the group, SIGKILL after the grace period, and then sweeps every process that still
+carries the marker (task processes of a scheduler or worker start sessions of their own).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+STACK_MARKER = "MOVIE_RECOMMENDER_STACK"
+# Which service a process belongs to (task processes of a worker included): what a container is.
+SERVICE_MARKER = "MOVIE_RECOMMENDER_STACK_SERVICE"
+
+
+def start(command: list[str], env: dict[str, str], log_path: Path, cwd: Path) -> subprocess.Popen:
+    """Start ``command`` in a new session, stdout and stderr appended to ``log_path``."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} $ {' '.join(command)}\n".encode())
+        log.flush()
+        return subprocess.Popen(command, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+def kill_group(pgid: int, sig: int) -> bool:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def stop_group(pgid: int, grace: float) -> bool:
+    """SIGTERM to the group, SIGKILL once ``grace`` seconds passed; return whether it was forced."""
+    if not kill_group(pgid, signal.SIGTERM):
+        return False
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not group_alive(pgid):
+            return False
+        time.sleep(0.2)
+    kill_group(pgid, signal.SIGKILL)
+    return True
+
+
+def group_alive(pgid: int) -> bool:
+    return any(_pgid_of(pid) == pgid for pid in _pids())
+
+
+def sweep(marker_value: str, grace: float = 10.0, name: str = STACK_MARKER) -> list[int]:
+    """Stop every process whose environment carries the marker; return those killed hard."""
+    marker = f"{name}={marker_value}".encode()
+    pids = marked(marker)
+    for pid in pids:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while pids and time.monotonic() < deadline:
+        time.sleep(0.2)
+        pids = [pid for pid in pids if alive(pid)]
+    for pid in pids:
+        _signal(pid, signal.SIGKILL)
+    return pids
+
+
+def crash(service: str, stack_marker: str) -> list[int]:
+    """SIGKILL every process of one service, as when its container dies; return their pids."""
+    pids = [pid for pid in marked(f"{SERVICE_MARKER}={service}".encode())
+            if f"{STACK_MARKER}={stack_marker}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")]
+    for pid in pids:
+        _signal(pid, signal.SIGKILL)
+    return pids
+
+
+def marked(marker: bytes) -> list[int]:
+    """Processes (not zombies) whose environment holds ``marker``, this one left out."""
+    found = []
+    for pid in _pids():
+        if pid == os.getpid():
+            continue
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except (FileNotFoundError, PermissionError, ProcessLookupError):
+            continue
+        if marker in environ.split(b"\0") and alive(pid):
+            found.append(pid)
+    return found
+
+
+def start_check(command: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """Start a health check in its own session, output captured."""
+    return subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    if not path.exists():
+        return "(no log)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def _pids() -> list[int]:
+    return [int(entry.name) for entry in os.scandir("/proc") if entry.name.isdigit()]
+
+
+def _pgid_of(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return None if fields[0] == "Z" else int(fields[2])
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
