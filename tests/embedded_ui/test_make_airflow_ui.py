@@ -1,0 +1,280 @@
+"""README's `make airflow-ui`, started the way a user starts it, driven through the REST API.
+
+The target runs from a clean environment: a minimal PATH (no venv), HOME and LANG, nothing of
+Airflow's; only the DAG's own knobs (no schedule, the approval poke interval) are passed, as a
+user may export them. State goes to a temp dir through the target's ``LOCAL=``, the port
+through ``AIRFLOW_UI_PORT=``, so a user's .local/ and port 8080 are left alone. One start
+serves the module's tests; every process it started is stopped afterwards (SIGTERM to its
+process group, then SIGKILL) and none may survive.
+
+Users are the embedded default's: ``admin`` triggers the runs (and so submits the versions),
+``reviewer`` (role ``user``) approves, answers the Required Actions form and clears tasks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from include.governance import lifecycle as lc
+from include.governance.audit import AuditLog, EventType
+from include.governance.registry import get_aliases
+from tests.airflow_services import stack as st
+from tests.airflow_services.rest import AirflowApi
+from tests.embedded_ui.conftest import TIMINGS
+
+pytestmark = pytest.mark.services
+
+REPO = Path(__file__).resolve().parents[2]
+DAG_ID = "movie_recommender_retrain"
+MODEL = "movie_recommender"
+# Small generated data: each task is seconds of work, and the default quality gates pass on it.
+DATA = "synthetic:n_users=60,n_movies=200,n_ratings=4000,seed=3"
+# The latency gate times the registered model on a shared, loaded machine (p95 of 650 ms seen
+# here); what these tests check is the approval flow, not the latency of a 2-core CI box.
+POLICY_OVERRIDES = {"max_inference_time_ms": 60_000}
+# A user who runs the UI may export the DAG's knobs; these are the services tests' (stack.py
+# explains why the poke interval may not be shorter: apache/airflow#71172).
+DAG_KNOBS = {"MOVIE_RECOMMENDER_SCHEDULE": "none", "MOVIE_RECOMMENDER_APPROVAL_POKE_SECONDS": str(st.APPROVAL_POKE_SECONDS)}
+ADMIN, REVIEWER = "admin", "reviewer"
+# Shorter than one poke of the approval sensor takes, so it times out on its first poke (or on
+# its second, one poke interval later, on a fast machine): 0.6 s.
+SHORT_APPROVAL_TIMEOUT_MINUTES = 0.01
+START_TIMEOUT = 300
+RUN_TIMEOUT = 420
+# Answering before the scheduler has handled the parked task's executor event makes Airflow 3.3.2
+# fail the resumed task over the late event (apache/airflow#71172); a person takes longer anyway.
+EXECUTOR_EVENT = "Received executor event with state success for task instance"
+AFTER_EXECUTOR_EVENT_SECONDS = 2
+FINISHED = ("success", "failed")
+
+
+@dataclass
+class AirflowUi:
+    """The running target: its state dir, its REST clients, the MLflow store and audit table."""
+
+    local: Path
+    stack: st.AirflowStack
+    admin: AirflowApi
+    reviewer: AirflowApi
+    mlflow: MlflowClient
+    audit: AuditLog
+
+    def wait_for_run(self, run_id: str) -> dict:
+        return self.stack.wait_until(
+            f"run {run_id} to finish",
+            lambda: (run := self.admin.dag_run(DAG_ID, run_id))["state"] in FINISHED and run,
+            RUN_TIMEOUT,
+        )
+
+    def version_of(self, run_id: str) -> str:
+        """The model version the run registered."""
+        found = [mv for mv in self.mlflow.search_model_versions(f"name = '{MODEL}'") if mv.tags.get(lc.AIRFLOW_RUN_ID) == run_id]
+        assert len(found) == 1, f"run {run_id} registered {len(found)} versions"
+        return str(found[0].version)
+
+    def hitl_detail(self, run_id: str, task_id: str) -> dict:
+        return self.admin.request("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/-1/hitlDetails")
+
+    def wait_for_executor_events(self, run_id: str, task_id: str, count: int) -> None:
+        """Wait until the scheduler has handled ``count`` ends of the task's processes (as it logs
+        them to the target's output), so an answer cannot race the last one."""
+        needle = f"task_id='{task_id}', run_id='{run_id}'"
+        output = self.stack.services[0].log_path
+
+        def handled():
+            lines = output.read_text(errors="replace").splitlines()
+            return sum(EXECUTOR_EVENT in line and needle in line for line in lines) >= count
+
+        self.stack.wait_until(f"the scheduler to handle end #{count} of {task_id}", handled, 120)
+        time.sleep(AFTER_EXECUTOR_EVENT_SECONDS)
+
+
+def clean_environment() -> dict[str, str]:
+    """What a user's fresh shell has: no venv on PATH, no AIRFLOW_* settings."""
+    return {
+        "PATH": "/usr/bin:/bin",
+        "HOME": os.environ.get("HOME", "/root"),
+        "LANG": os.environ.get("LANG", "C.UTF-8"),
+        **DAG_KNOBS,
+    }
+
+
+@pytest.fixture(scope="module")
+def airflow_ui(request):
+    """`make airflow-ui LOCAL=<tmp> AIRFLOW_UI_PORT=<free>` up, healthy, logged in, the DAG parsed."""
+    if subprocess.run(["make", "-C", str(REPO), "-q", ".venv/.installed"], capture_output=True).returncode != 0:
+        pytest.skip(".venv is missing or older than requirements.txt: `make airflow-ui` would install it (run `make venv`)")
+    failures_before = request.session.testsfailed
+    local = Path(tempfile.mkdtemp(prefix="make-airflow-ui-"))
+    port = st.free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    output = local / "make-airflow-ui.out"
+    env = clean_environment()
+    started = time.monotonic()
+    with output.open("wb") as out:
+        process = subprocess.Popen(
+            ["make", "-C", str(REPO), "airflow-ui", f"LOCAL={local}", f"AIRFLOW_UI_PORT={port}"],
+            env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    # stop_services finds leftovers by the target's AIRFLOW_HOME, which the Makefile derives from LOCAL.
+    stack = st.AirflowStack(
+        home=local / "airflow", base_url=base_url, env=env, database="",
+        mlflow_tracking_uri=f"sqlite:///{local / 'mlflow' / 'mlflow.db'}",
+        mlflow_artifact_location=(local / "mlflow" / "artifacts").as_uri(),
+        services=[st.Service("make airflow-ui", process, output)],
+    )
+    apis: list[AirflowApi] = []
+    try:
+        stack.wait_until(
+            "the api-server up and scheduler, dag-processor and triggerer heartbeats",
+            lambda: st.all_healthy(st.healthy_components(base_url)),
+            START_TIMEOUT,
+        )
+        TIMINGS["make airflow-ui -> healthy"] = time.monotonic() - started
+        passwords = json.loads((stack.home / "simple_auth_manager_passwords.json.generated").read_text())
+        apis += [AirflowApi.login(base_url, ADMIN, passwords[ADMIN]), AirflowApi.login(base_url, REVIEWER, passwords[REVIEWER])]
+        admin, reviewer = apis
+        stack.wait_until(f"the DAG {DAG_ID} to be parsed", lambda: admin.get_dag(DAG_ID), START_TIMEOUT)
+        TIMINGS["make airflow-ui -> DAG parsed"] = time.monotonic() - started
+        stack.api = admin
+        yield AirflowUi(
+            local, stack, admin, reviewer, MlflowClient(tracking_uri=stack.mlflow_tracking_uri),
+            AuditLog(f"sqlite:///{stack.home / 'governance_audit.db'}"),
+        )
+    except BaseException:
+        failures_before = -1  # keep the state of a failed start-up
+        raise
+    finally:
+        for api in apis:
+            api.close()
+        stopping = time.monotonic()
+        forced, survivors = st.stop_services(stack)
+        TIMINGS["stop (SIGTERM, then SIGKILL)"] = time.monotonic() - stopping
+        if forced:
+            print(f"\nmake airflow-ui: stopped by SIGKILL: {', '.join(forced)}")
+        if failures_before == request.session.testsfailed and not survivors:
+            shutil.rmtree(local, ignore_errors=True)
+        else:
+            print(f"\nmake airflow-ui state and output kept in {local}")
+        assert not survivors, f"processes started by make airflow-ui survived teardown: {survivors}"
+
+
+def test_the_target_keeps_its_secrets_private_and_creates_what_the_dag_needs(airflow_ui):
+    home = airflow_ui.stack.home
+    secrets_file = home / "airflow_ui_secrets.json"
+    stored = json.loads(secrets_file.read_text())
+    output = airflow_ui.stack.services[0].log_path.read_text(errors="replace")
+    for path in (secrets_file, home / "simple_auth_manager_passwords.json.generated"):
+        assert path.stat().st_mode & 0o777 == 0o600, path
+    # Printed: where to go and where the passwords are; never the secrets or the passwords.
+    assert airflow_ui.stack.base_url in output
+    assert "simple_auth_manager_passwords.json.generated" in output
+    passwords = json.loads((home / "simple_auth_manager_passwords.json.generated").read_text())
+    leaked = [name for name, value in {**stored, **passwords}.items() if value in output]
+    assert not leaked, f"printed by make airflow-ui: {leaked}"
+    assert airflow_ui.admin.missing_pools(DAG_ID) == set()
+
+
+def test_a_timed_out_approval_resumes_by_clearing_the_task(airflow_ui):
+    """Manual approval times out (expired, nothing promoted); the reviewer approves in the
+    registry and clears wait_for_approval; the same run promotes the version."""
+    ui = airflow_ui
+    ui.admin.set_paused(DAG_ID, False)
+    started = time.monotonic()
+    run_id = ui.admin.trigger(
+        DAG_ID, {"data_source": DATA, "approval_mode": "manual", "approval_timeout_minutes": SHORT_APPROVAL_TIMEOUT_MINUTES, "policy_overrides": POLICY_OVERRIDES}
+    )["dag_run_id"]
+    run = ui.wait_for_run(run_id)
+    TIMINGS["manual run: trigger -> timed out"] = time.monotonic() - started
+    states = ui.admin.task_states(DAG_ID, run_id)
+    assert run["state"] == "failed", states
+    assert (states["wait_for_approval"], states["promote"]) == ("failed", "upstream_failed"), (states, ui.stack.stale_event_failures())
+    version = ui.version_of(run_id)
+    tags = ui.mlflow.get_model_version(MODEL, version).tags
+    assert tags[lc.APPROVAL_STATUS] == "expired", tags
+    assert tags[lc.SUBMITTED_BY] == ADMIN
+    assert lc.CHAMPION not in get_aliases(ui.mlflow, MODEL)
+
+    # The reviewer decides in the registry, as in the MLflow UI: who first, the status last.
+    ui.mlflow.set_model_version_tag(MODEL, version, lc.APPROVED_BY, REVIEWER)
+    ui.mlflow.set_model_version_tag(MODEL, version, lc.APPROVAL_STATUS, "approved")
+    cleared_at = time.monotonic()
+    cleared = ui.reviewer.clear_tasks(DAG_ID, run_id, ["wait_for_approval"])
+    assert sorted(ti["task_id"] for ti in cleared) == ["promote", "wait_for_approval"]
+    resumed = ui.wait_for_run(run_id)
+    TIMINGS["manual run: clear -> success"] = time.monotonic() - cleared_at
+    assert resumed["state"] == "success", ui.admin.task_states(DAG_ID, run_id)
+    assert get_aliases(ui.mlflow, MODEL)[lc.CHAMPION] == version
+    assert ui.mlflow.get_model_version(MODEL, version).tags[lc.APPROVED_BY] == REVIEWER
+
+
+def test_the_submitters_hitl_answer_is_refused_and_asked_again_then_the_reviewer_decides(airflow_ui):
+    """approval_mode=hitl: admin (who triggered the run) answers Approve and is refused without
+    failing the run; the form waits again, saying why; the reviewer's answer promotes."""
+    ui = airflow_ui
+    ui.admin.set_paused(DAG_ID, False)
+    started = time.monotonic()
+    run_id = ui.admin.trigger(
+        DAG_ID, {"data_source": DATA, "approval_mode": "hitl", "approval_timeout_minutes": 10, "policy_overrides": POLICY_OVERRIDES}
+    )["dag_run_id"]
+    ui.stack.wait_until(
+        "review_in_airflow to wait for an answer",
+        lambda: _failed_early(ui, run_id) or ui.admin.task_states(DAG_ID, run_id).get("review_in_airflow") == "awaiting_input",
+        RUN_TIMEOUT,
+    )
+    TIMINGS["hitl run: trigger -> awaiting input"] = time.monotonic() - started
+    version = ui.version_of(run_id)
+    reason = f"{ADMIN} submitted this version and cannot also approve it"
+    assert reason in ui.hitl_detail(run_id, "review_in_airflow")["body"]
+
+    ui.wait_for_executor_events(run_id, "review_in_airflow", 1)
+    answered = ui.admin.answer_hitl(DAG_ID, run_id, "review_in_airflow", ["Approve"], {"notes": "my own model"})
+    assert answered["chosen_options"] == ["Approve"]  # Airflow takes the answer; the policy refuses it
+    refused_at = time.monotonic()
+
+    def asked_again():
+        refusals = ui.audit.events(model_name=MODEL, version=version, kinds=[EventType.APPROVAL_REFUSED])
+        ti = ui.admin.task_instances(DAG_ID, run_id)["review_in_airflow"]
+        if ti["state"] not in ("awaiting_input", "scheduled", "queued", "running"):
+            raise AssertionError(f"review_in_airflow is {ti['state']} after the refused answer")
+        detail = ui.hitl_detail(run_id, "review_in_airflow")
+        return refusals and ti["state"] == "awaiting_input" and not detail["response_received"] and (refusals, ti, detail)
+
+    refusals, ti, detail = ui.stack.wait_until("review_in_airflow to ask again", asked_again, RUN_TIMEOUT)
+    TIMINGS["hitl run: refused answer -> asked again"] = time.monotonic() - refused_at
+    assert ti["try_number"] == 1  # the same try waits again: nothing failed
+    assert reason in detail["body"]
+    assert ui.admin.dag_run(DAG_ID, run_id)["state"] == "running"
+    (refusal,) = refusals
+    assert (refusal.actor, refusal.dag_run_id, refusal.details["decision"]) == (ADMIN, run_id, "approved")
+    assert reason in refusal.reason
+    tags = ui.mlflow.get_model_version(MODEL, version).tags
+    assert tags[lc.APPROVAL_STATUS] == "pending" and lc.APPROVED_BY not in tags, tags
+
+    ui.wait_for_executor_events(run_id, "review_in_airflow", 2)
+    ui.reviewer.answer_hitl(DAG_ID, run_id, "review_in_airflow", ["Approve"], {"notes": "holdout looks right"})
+    answered_at = time.monotonic()
+    run = ui.wait_for_run(run_id)
+    TIMINGS["hitl run: reviewer's answer -> success"] = time.monotonic() - answered_at
+    assert run["state"] == "success", ui.admin.task_states(DAG_ID, run_id)
+    tags = ui.mlflow.get_model_version(MODEL, version).tags
+    assert (tags[lc.APPROVAL_STATUS], tags[lc.APPROVED_BY], tags[lc.APPROVAL_NOTES]) == ("approved", REVIEWER, "holdout looks right")
+    assert get_aliases(ui.mlflow, MODEL)[lc.CHAMPION] == version
+
+
+def _failed_early(ui: AirflowUi, run_id: str) -> bool:
+    """Fail at once, with the task states, when the run ends before it asks."""
+    run = ui.admin.dag_run(DAG_ID, run_id)
+    if run["state"] in FINISHED:
+        raise AssertionError(f"run {run_id} {run['state']} before asking: {ui.admin.task_states(DAG_ID, run_id)}")
+    return False
