@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -29,7 +28,6 @@ from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
 
 import sqlalchemy as sa
 
@@ -42,10 +40,6 @@ log = logging.getLogger(__name__)
 
 TABLE_NAME = "governance_audit_events"
 ARTIFACT_DIR = "audit"
-# Where the CLI and the Airflow adapters look for the audit database (see resolve_audit_url).
-AUDIT_DB_ENV = "MOVIE_RECOMMENDER_AUDIT_DB"
-AUDIT_CONN_ENV = "AIRFLOW_CONN_AUDIT_DB"
-DEFAULT_AUDIT_FILE = "governance_audit.db"
 POLICY_ACTOR = "policy"
 
 
@@ -193,6 +187,7 @@ _PG_FUNCTION = (
 )
 # Serialises schema creation when several tasks start at once on a fresh PostgreSQL database.
 _PG_LOCK_KEY = 7_311_204_455
+_PG_CONNECT_TIMEOUT_SECONDS = 10
 
 
 class AuditLog:
@@ -378,76 +373,10 @@ def create_audit_engine(url: str) -> sa.engine.Engine:
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         # Several task processes may write at once: wait for the file lock instead of failing.
         return sa.create_engine(parsed, connect_args={"timeout": 30})
+    if parsed.get_backend_name() == "postgresql":
+        # A host that drops packets would otherwise hang the command instead of failing it.
+        return sa.create_engine(parsed, pool_pre_ping=True, connect_args={"connect_timeout": _PG_CONNECT_TIMEOUT_SECONDS})
     return sa.create_engine(parsed, pool_pre_ping=True)
-
-
-def resolve_audit_url(explicit: str | None = None, environ: Mapping[str, str] | None = None) -> str:
-    """Where the audit table lives, by the same rules the Airflow adapters follow.
-
-    In order: ``explicit`` (a URL or a file path); the Airflow connection ``audit_db`` given as
-    the environment variable ``AIRFLOW_CONN_AUDIT_DB`` (URI or JSON, type postgres);
-    ``MOVIE_RECOMMENDER_AUDIT_DB`` (a URL or a file path); else the SQLite file
-    ``$AIRFLOW_HOME/governance_audit.db`` (``~/airflow`` when AIRFLOW_HOME is unset, as Airflow).
-
-    :param explicit: a value given on the command line.
-    :param environ: the environment (``os.environ`` when None).
-    """
-    environ = os.environ if environ is None else environ
-    if explicit:
-        return _url_or_path(explicit)
-    conn = environ.get(AUDIT_CONN_ENV)
-    if conn:
-        return airflow_connection_url(conn)
-    return local_audit_url(environ)
-
-
-def local_audit_url(environ: Mapping[str, str] | None = None) -> str:
-    """The audit database without an Airflow connection: the env variable, else the default file."""
-    environ = os.environ if environ is None else environ
-    configured = environ.get(AUDIT_DB_ENV)
-    if configured:
-        return _url_or_path(configured)
-    home = Path(environ.get("AIRFLOW_HOME") or Path.home() / "airflow").expanduser()
-    return f"sqlite:///{(home / DEFAULT_AUDIT_FILE).resolve()}"
-
-
-def _url_or_path(value: str) -> str:
-    if "://" in value:
-        return value
-    return f"sqlite:///{Path(value).expanduser().resolve()}"
-
-
-def airflow_connection_url(value: str) -> str:
-    """Turn an Airflow connection given in the environment (URI or JSON) into a SQLAlchemy URL.
-
-    :param value: e.g. ``postgres://user:pw@host:5432/audit`` or ``{"conn_type": "postgres", ...}``.
-    """
-    if value.lstrip().startswith("{"):
-        try:
-            conn = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise AuditError(f"{AUDIT_CONN_ENV} is not valid JSON: {exc}") from None
-        conn_type = conn.get("conn_type")
-        parts = {
-            "username": conn.get("login"),
-            "password": conn.get("password"),
-            "host": conn.get("host"),
-            "port": int(conn["port"]) if conn.get("port") else None,
-            "database": conn.get("schema"),
-        }
-    else:
-        split = urlsplit(value)
-        conn_type = split.scheme
-        parts = {
-            "username": unquote(split.username) if split.username else None,
-            "password": unquote(split.password) if split.password else None,
-            "host": unquote(split.hostname) if split.hostname else None,
-            "port": split.port,
-            "database": unquote(split.path.lstrip("/")) or None,
-        }
-    if conn_type not in ("postgres", "postgresql"):
-        raise AuditError(f"{AUDIT_CONN_ENV}: connection type {conn_type!r} is not supported (use postgres)")
-    return sa.engine.URL.create("postgresql", **parts).render_as_string(hide_password=False)
 
 
 class AuditTrail:

@@ -40,10 +40,13 @@ where things are:
   MLflow       --tracking-uri, else $MLFLOW_TRACKING_URI; there is no silent default, so a
                decision is never recorded in the wrong registry (`make review ARGS=...` passes
                the demo's store under .local/).
-  audit table  --audit-db (URL or SQLite file), else $AIRFLOW_CONN_AUDIT_DB (the Airflow
-               connection audit_db, type postgres), else $MOVIE_RECOMMENDER_AUDIT_DB, else
-               $AIRFLOW_HOME/governance_audit.db (~/airflow when unset): the rules the DAG tasks
-               follow, so both see the same table.
+  audit table  --audit-db (URL or SQLite file), else the Airflow connection audit_db (type
+               postgres) found as Airflow finds it: $AIRFLOW_CONN_AUDIT_DB, a secrets backend,
+               the metastore (only the variable where Airflow is not installed), else
+               $MOVIE_RECOMMENDER_AUDIT_DB, else $AIRFLOW_HOME/governance_audit.db (~/airflow
+               when unset): the rules the DAG tasks follow, so both see the same table. A
+               configured audit database that cannot be used fails the command (exit 4) before
+               anything is changed; it is never replaced by a local file.
 
 examples:
   {PROG} pending
@@ -185,20 +188,52 @@ def _client(args: argparse.Namespace):
     return MlflowClient(tracking_uri=uri)
 
 
-def _audit_log(args: argparse.Namespace, *, must_exist: bool):
-    from include.governance.audit import AuditLog, resolve_audit_url
+def _audit_location(args: argparse.Namespace):
+    """Where the audit table is, by the rules of include.governance.audit_db."""
+    from include.governance.audit import AuditError
+    from include.governance.audit_db import find_airflow_connection, resolve_audit_location
 
-    url = resolve_audit_url(args.audit_db)
-    if url.startswith("sqlite:///") and must_exist:
-        path = Path(url.removeprefix("sqlite:///"))
+    try:
+        connection = None if args.audit_db else find_airflow_connection()
+        return resolve_audit_location(args.audit_db, connection=connection)
+    except AuditError as exc:
+        raise CliError(f"{exc}. Nothing was changed (no fallback to a local audit file)", EXIT_ERROR) from None
+
+
+def _audit_log(args: argparse.Namespace, *, must_exist: bool):
+    """The audit table, checked usable; a configured one that is not fails the command."""
+    import sqlalchemy.exc
+
+    from include.governance.audit import AuditLog
+
+    location = _audit_location(args)
+    if location.url.startswith("sqlite:///") and must_exist:
+        path = Path(location.url.removeprefix("sqlite:///"))
         if not path.exists():
             raise CliError(
-                f"no audit database at {path} (nothing recorded there yet; see --audit-db)", EXIT_NOT_FOUND
+                f"no audit database at {path} (from {location.setting}; nothing recorded there yet; see --audit-db)",
+                EXIT_NOT_FOUND,
             )
-    return AuditLog(url)
+    log = AuditLog(location.url)
+    try:
+        log.ensure_schema()
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        raise CliError(
+            f"the audit database of {location.describe()} cannot be used: {_database_reason(exc)}. Nothing was changed; "
+            f"fix {location.setting} (no fallback to a local audit file)",
+            EXIT_ERROR,
+        ) from None
+    return log
+
+
+def _database_reason(exc: Exception) -> str:
+    """The driver's first line (SQLAlchemy's wrapper adds the statement and a link)."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _trail(args: argparse.Namespace, client):
+    """The audit trail of a write command, checked before the registry is changed."""
     from include.governance.audit import AuditTrail
 
     return AuditTrail(_audit_log(args, must_exist=False), client)
@@ -365,8 +400,7 @@ def _decide(args: argparse.Namespace, out: Output, *, approve: bool) -> int:
     client = _client(args)
     policy = _policy(args.policy)
     _require(client, args.model, args.version)
-    trail = _trail(args, client)
-    trail.log.ensure_schema()  # fail before the decision is written when the table is unusable
+    trail = _trail(args, client)  # fails before the decision is written when the table is unusable
     try:
         record_review(
             client, args.model, args.version, approve=approve, reviewer=args.reviewer, notes=args.notes,
@@ -412,8 +446,7 @@ def cmd_rollback(args: argparse.Namespace, out: Output) -> int:
     from include.governance.rollback import RollbackRefused, VersionNotFound, execute_rollback, plan_rollback, rollback_events
 
     client = _client(args)
-    trail = _trail(args, client)
-    trail.log.ensure_schema()
+    trail = _trail(args, client)  # fails before @champion moves when the table is unusable
     try:
         plan = plan_rollback(client, args.model, args.to_version)
         result = execute_rollback(client, plan, actor=args.actor, reason=args.reason)

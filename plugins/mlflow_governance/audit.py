@@ -1,9 +1,9 @@
 """The audit sink for Airflow tasks: where governance events are appended, and who acts.
 
-The audit table lives in the database of the Airflow connection ``audit_db`` (type postgres,
-through the Postgres provider's hook) when that connection exists; otherwise in the SQLite file
-named by ``MOVIE_RECOMMENDER_AUDIT_DB``, else ``$AIRFLOW_HOME/governance_audit.db``. The reviewer
-CLI follows the same rules (``include.governance.audit.resolve_audit_url``).
+Where the audit table lives follows ``include.governance.audit_db``, the rules the reviewer CLI
+follows too: the Airflow connection ``audit_db`` (type postgres; its engine comes from the
+Postgres provider's hook) when it exists; otherwise the SQLite file named by
+``MOVIE_RECOMMENDER_AUDIT_DB``, else ``$AIRFLOW_HOME/governance_audit.db``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
     from include.governance.audit import AuditContext, AuditLog, AuditTrail
+    from include.governance.audit_db import AuditLocation
 
 AUDIT_CONN_ID = "audit_db"
 # Who a DAG event is attributed to when the run has no triggering user (a scheduled run); the
@@ -32,28 +33,32 @@ def audit_log(conn_id: str = AUDIT_CONN_ID) -> "AuditLog":
 
     :param conn_id: the Airflow connection of the audit database (type postgres).
     """
-    from include.governance.audit import AuditLog, create_audit_engine, local_audit_url
+    from include.governance.audit import AuditError, AuditLog
+    from include.governance.audit_db import resolve_audit_location
 
     try:
         conn = BaseHook.get_connection(conn_id)
     except AirflowNotFoundException:
         conn = None
-    if conn is None:
-        url = local_audit_url()
-        if url not in _logs:
-            _logs[url] = AuditLog(create_audit_engine(url))
-        return _logs[url]
-    if conn.conn_type not in ("postgres", "postgresql"):
-        raise AirflowException(
-            f"Airflow connection {conn_id!r} is of type {conn.conn_type!r}; the audit table needs a postgres "
-            "connection (or none: then a SQLite file, see MOVIE_RECOMMENDER_AUDIT_DB)"
-        )
-    key = f"conn:{conn_id}"
+    try:
+        location = resolve_audit_location(connection=conn, conn_id=conn_id)
+    except AuditError as exc:
+        raise AirflowException(str(exc)) from None
+    key = f"conn:{conn_id}" if location.conn_id else location.url
     if key not in _logs:
-        from airflow.providers.postgres.hooks.postgres import PostgresHook
-
-        _logs[key] = AuditLog(PostgresHook(postgres_conn_id=conn_id).get_sqlalchemy_engine(engine_kwargs={"pool_pre_ping": True}))
+        _logs[key] = AuditLog(_engine(location))
     return _logs[key]
+
+
+def _engine(location: "AuditLocation") -> Any:
+    from include.governance.audit import create_audit_engine
+
+    if location.conn_id is None:
+        return create_audit_engine(location.url)
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    # The provider's hook honours the connection's extras (sqlalchemy_query, IAM tokens).
+    return PostgresHook(postgres_conn_id=location.conn_id).get_sqlalchemy_engine(engine_kwargs={"pool_pre_ping": True})
 
 
 def audit_trail(client: "MlflowClient", conn_id: str = AUDIT_CONN_ID) -> "AuditTrail":

@@ -46,3 +46,19 @@ GOOD_PARAMS = {
 }
 
 
+
+
+def set_tags(client, version, **tags):
+    for key, value in tags.items():
+        client.set_model_version_tag(MODEL, version, key, value)
+
+
+def validated(client, version, baseline=None, **extra):
+    """The tags validation writes on a version that passed (set directly: fast)."""
+    accuracy = client.get_run(client.get_model_version(MODEL, version).run_id).data.metrics["accuracy"]
+    set_tags(client, version, **{
+        lc.VALIDATION_STATUS: "passed", lc.VALIDATION_TIMESTAMP: lc.utc_now_iso(),
+        lc.VALIDATION_BASELINE_VERSION: baseline or lc.NO_BASELINE, "validation_accuracy": f"{accuracy:.6f}",
+        lc.APPROVAL_TIMESTAMP: lc.utc_now_iso(), **extra,
+    })
+    client.set_registered_model_alias(MODEL, lc.CHALLENGER, version)

@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from include.governance import lifecycle as lc
+from include.governance.audit_db import connection_from_environment, resolve_audit_location
 from include.governance.audit import (
     AuditContext,
     AuditError,
@@ -21,7 +22,6 @@ from include.governance.audit import (
     EventType,
     approval_events,
     promotion_events,
-    resolve_audit_url,
     review_event,
 )
 
@@ -143,20 +143,30 @@ def test_postgresql_role_with_only_insert_and_select_can_append(pg_log, pg_url):
             conn.execute(sa.text(f'DROP ROLE "{role}"'))
 
 
+def resolve_in(environ: dict, explicit: str | None = None):
+    """The rules applied to an environment alone (no Airflow metastore or secrets backend)."""
+    return resolve_audit_location(explicit, connection=connection_from_environment(environ=environ), environ=environ)
+
+
 def test_audit_url_resolution_follows_the_airflow_rules(tmp_path):
     home = tmp_path / "airflow-home"
-    assert resolve_audit_url(environ={"AIRFLOW_HOME": str(home)}) == f"sqlite:///{home / 'governance_audit.db'}"
-    assert resolve_audit_url(environ={"AIRFLOW_HOME": str(home), "MOVIE_RECOMMENDER_AUDIT_DB": str(tmp_path / "a.db")}) == (
-        f"sqlite:///{tmp_path / 'a.db'}"
-    )
+    default = resolve_in({"AIRFLOW_HOME": str(home)})
+    assert default.url == f"sqlite:///{home / 'governance_audit.db'}" and not default.configured
+    chosen = resolve_in({"AIRFLOW_HOME": str(home), "MOVIE_RECOMMENDER_AUDIT_DB": str(tmp_path / "a.db")})
+    assert (chosen.url, chosen.setting) == (f"sqlite:///{tmp_path / 'a.db'}", "MOVIE_RECOMMENDER_AUDIT_DB")
     conn_env = {"AIRFLOW_CONN_AUDIT_DB": "postgres://audit:s%40cret@db.example:5433/governance",
                 "MOVIE_RECOMMENDER_AUDIT_DB": str(tmp_path / "a.db")}
-    assert resolve_audit_url(environ=conn_env) == "postgresql://audit:s%40cret@db.example:5433/governance"
+    from_connection = resolve_in(conn_env)
+    assert from_connection.url == "postgresql://audit:s%40cret@db.example:5433/governance"
+    assert (from_connection.setting, from_connection.conn_id) == ("Airflow connection 'audit_db'", "audit_db")
+    # Errors name the setting and the database, never the password.
+    assert from_connection.describe() == "Airflow connection 'audit_db' (postgresql://audit:***@db.example:5433/governance)"
+    assert "s%40cret" not in repr(from_connection)
     as_json = json.dumps({"conn_type": "postgres", "host": "db", "login": "audit", "schema": "gov", "port": 5432})
-    assert resolve_audit_url(environ={"AIRFLOW_CONN_AUDIT_DB": as_json}) == "postgresql://audit@db:5432/gov"
-    assert resolve_audit_url("sqlite:////x/y.db", environ=conn_env) == "sqlite:////x/y.db"
-    with pytest.raises(AuditError, match="'mysql' is not supported"):
-        resolve_audit_url(environ={"AIRFLOW_CONN_AUDIT_DB": "mysql://u@h/db"})
+    assert resolve_in({"AIRFLOW_CONN_AUDIT_DB": as_json}).url == "postgresql://audit@db:5432/gov"
+    assert resolve_in(conn_env, "sqlite:////x/y.db").url == "sqlite:////x/y.db"
+    with pytest.raises(AuditError, match="'audit_db' is of type 'mysql'; the audit table needs a postgres connection"):
+        resolve_in({"AIRFLOW_CONN_AUDIT_DB": "mysql://u@h/db"})
 
 
 def fake_version(version="3", **tags):

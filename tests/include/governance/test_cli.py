@@ -22,7 +22,7 @@ from include.governance.policy import GovernancePolicy
 from include.governance.promotion import promote
 from include.governance.registry import get_aliases
 
-from tests.include.governance.support import GOOD_METRICS, MODEL
+from tests.include.governance.support import GOOD_METRICS, MODEL, set_tags, validated
 
 REPO = Path(__file__).resolve().parents[3]
 POLICY = GovernancePolicy.load()
@@ -71,22 +71,6 @@ def cli(mlflow_store, audit_path, monkeypatch, capsys):
         return code, out, err
 
     return run
-
-
-def set_tags(client, version, **tags):
-    for key, value in tags.items():
-        client.set_model_version_tag(MODEL, version, key, value)
-
-
-def validated(client, version, baseline=None, **extra):
-    """The tags validation writes on a version that passed (set directly: fast)."""
-    accuracy = client.get_run(client.get_model_version(MODEL, version).run_id).data.metrics["accuracy"]
-    set_tags(client, version, **{
-        lc.VALIDATION_STATUS: "passed", lc.VALIDATION_TIMESTAMP: lc.utc_now_iso(),
-        lc.VALIDATION_BASELINE_VERSION: baseline or lc.NO_BASELINE, "validation_accuracy": f"{accuracy:.6f}",
-        lc.APPROVAL_TIMESTAMP: lc.utc_now_iso(), **extra,
-    })
-    client.set_registered_model_alias(MODEL, lc.CHALLENGER, version)
 
 
 def serve(client, version, trail, baseline=None):
