@@ -15,6 +15,8 @@ export MLFLOW_DB := $(LOCAL)/mlflow/mlflow.db
 export MLFLOW_ARTIFACTS := $(LOCAL)/mlflow/artifacts
 export AIRFLOW_CONN_MLFLOW_DEFAULT := {"conn_type": "generic", "host": "sqlite:///$(MLFLOW_DB)", "extra": {"artifact_location": "file://$(MLFLOW_ARTIFACTS)"}}
 export GIT_PYTHON_REFRESH := quiet
+# No usage reports; MLflow's telemetry thread also races artifact uploads over os.environ.
+export MLFLOW_DISABLE_TELEMETRY := true
 
 .PHONY: demo test venv mlflow-ui airflow-ui review audit-deps stack stack-down clean
 
