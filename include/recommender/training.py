@@ -2,7 +2,8 @@
 
 MLflow's fluent API (needed by ``mlflow.pyfunc.log_model``) reads a process-global tracking URI.
 ``tracking_uri_scope`` sets it for the duration of one call and restores both the global and
-the ``MLFLOW_TRACKING_URI`` environment variable afterwards, so callers see no change.
+the ``MLFLOW_TRACKING_URI`` environment variable afterwards, so callers see no change. Scopes
+take a process-wide lock: two threads of one process never train against each other's server.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -58,9 +60,16 @@ class TrainingResult:
     training_seconds: float
 
 
+# The fluent API's URI is one per process: a scope holds it until it has restored the caller's.
+# Reentrant, so a scope may nest in another on the same thread.
+_FLUENT_URI_LOCK = threading.RLock()
+
+
 @contextmanager
 def tracking_uri_scope(tracking_uri: str | None) -> Iterator[None]:
     """Use tracking_uri as MLflow's tracking URI inside the block, then restore the caller's.
+
+    Another thread's scope waits until this one ends.
 
     :param tracking_uri: the URI to use; None leaves the current setting alone.
     """
@@ -69,19 +78,20 @@ def tracking_uri_scope(tracking_uri: str | None) -> Iterator[None]:
         return
     from mlflow.tracking._tracking_service import utils as tracking_utils
 
-    # No public getter tells "unset" from "defaulted", so read MLflow's own global; the env var
-    # is saved too because set_tracking_uri(None) would otherwise unset a caller's variable.
-    previous_global = tracking_utils._tracking_uri
-    previous_env = os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(tracking_uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(previous_global)
-        if previous_env is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = previous_env
+    with _FLUENT_URI_LOCK:
+        # No public getter tells "unset" from "defaulted", so read MLflow's own global; the env var
+        # is saved too because set_tracking_uri(None) would otherwise unset a caller's variable.
+        previous_global = tracking_utils._tracking_uri
+        previous_env = os.environ.get("MLFLOW_TRACKING_URI")
+        mlflow.set_tracking_uri(tracking_uri)
+        try:
+            yield
+        finally:
+            mlflow.set_tracking_uri(previous_global)
+            if previous_env is None:
+                os.environ.pop("MLFLOW_TRACKING_URI", None)
+            else:
+                os.environ["MLFLOW_TRACKING_URI"] = previous_env
 
 
 def ensure_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:
