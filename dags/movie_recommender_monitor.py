@@ -92,19 +92,21 @@ def movie_recommender_monitor():
             raise AirflowFailException(f"Bad monitoring data: {exc}") from exc
         hook = MlflowHook()
         requested_end = context.get("data_interval_end") or context.get("logical_date") or context["dag_run"].run_after
-        result = score(
-            hook.get_conn(),
-            model_name=params["model_name"],
-            data=data,
-            requested_end=requested_end,
-            policy=policy,
-            run_tags={
-                "airflow_dag_id": context["dag"].dag_id,
-                "airflow_run_id": context["run_id"],
-                "airflow_try_number": str(context["ti"].try_number),
-            },
-            artifact_location=hook.artifact_location,
-        )
+        # The champion's download (mlflow.artifacts) runs as the connection's account too.
+        with hook.identity():
+            result = score(
+                hook.get_conn(),
+                model_name=params["model_name"],
+                data=data,
+                requested_end=requested_end,
+                policy=policy,
+                run_tags={
+                    "airflow_dag_id": context["dag"].dag_id,
+                    "airflow_run_id": context["run_id"],
+                    "airflow_try_number": str(context["ti"].try_number),
+                },
+                artifact_location=hook.artifact_location,
+            )
         if result is None:
             return {"status": MonitoringStatus.NO_CHAMPION.value, "model_name": params["model_name"]}
         return result.as_xcom()

@@ -54,6 +54,9 @@ APPROVAL_POKE_SECONDS = float(os.environ.get("MOVIE_RECOMMENDER_APPROVAL_POKE_SE
 APPROVAL_SENSOR_MODE = os.environ.get("MOVIE_RECOMMENDER_APPROVAL_SENSOR_MODE", "reschedule").strip().lower()
 if APPROVAL_SENSOR_MODE not in ("reschedule", "deferrable"):
     raise ValueError(f"MOVIE_RECOMMENDER_APPROVAL_SENSOR_MODE={APPROVAL_SENSOR_MODE!r}: expected reschedule or deferrable")
+# Under CeleryExecutor train and log go to a queue of their own, so bigger workers can take
+# them (`airflow celery worker --queues training`); LocalExecutor ignores queues.
+TRAINING_QUEUE = os.environ.get("MOVIE_RECOMMENDER_TRAINING_QUEUE", "training")
 EXPERIMENT_NAME = "movie_recommendation"
 # Keep in step with include.recommender.models.MODEL_TYPES (a test checks they match).
 MODEL_TYPES = ["hist_gradient_boosting", "logistic_regression", "torch_ncf", "popularity"]
@@ -113,7 +116,7 @@ POLICY_OVERRIDES = (
     tags=["mlflow", "model-registry", "recommender"],
 )
 def movie_recommender_retrain():
-    @task(retries=1)
+    @task(retries=1, queue=TRAINING_QUEUE)
     def train() -> dict:
         """Fit the model on the interval's data snapshot and log it to one MLflow run."""
         from airflow.sdk import get_current_context
@@ -134,21 +137,23 @@ def movie_recommender_retrain():
             raise AirflowFailException(f"Bad training data: {exc}") from exc
         hook = MlflowHook()
         try:
-            result = train_and_log(
-                data=data,
-                model_type=params["model_type"],
-                hyperparameters=params["hyperparameters"],
-                experiment_name=EXPERIMENT_NAME,
-                tracking_uri=hook.tracking_uri,
-                cutoff=cutoff,
-                run_tags={
-                    "airflow_dag_id": context["dag"].dag_id,
-                    "airflow_run_id": context["run_id"],
-                    "airflow_try_number": str(context["ti"].try_number),
-                },
-                holdout_fraction=params["holdout_fraction"],
-                artifact_location=hook.artifact_location,
-            )
+            # The fluent API (start_run, log_model, artifact uploads) runs as the connection's account.
+            with hook.identity():
+                result = train_and_log(
+                    data=data,
+                    model_type=params["model_type"],
+                    hyperparameters=params["hyperparameters"],
+                    experiment_name=EXPERIMENT_NAME,
+                    tracking_uri=hook.tracking_uri,
+                    cutoff=cutoff,
+                    run_tags={
+                        "airflow_dag_id": context["dag"].dag_id,
+                        "airflow_run_id": context["run_id"],
+                        "airflow_try_number": str(context["ti"].try_number),
+                    },
+                    holdout_fraction=params["holdout_fraction"],
+                    artifact_location=hook.artifact_location,
+                )
         except (DataValidationError, ValueError) as exc:
             # Bad data or bad hyperparameters: a retry cannot fix them.
             raise AirflowFailException(f"Training refused: {exc}") from exc
@@ -160,7 +165,7 @@ def movie_recommender_retrain():
             "cutoff": cutoff.isoformat() if cutoff else None,
         }
 
-    @task(task_id="log")
+    @task(task_id="log", queue=TRAINING_QUEUE)
     def log_evaluation(trained: dict) -> dict:
         """Evaluate on the time-based holdout and log metrics and reports to the same run."""
         from airflow.sdk import get_current_context
@@ -171,13 +176,16 @@ def movie_recommender_retrain():
 
         params = get_current_context()["params"]
         cutoff = datetime.fromisoformat(trained["cutoff"]) if trained["cutoff"] else None
-        return evaluate_and_log(
-            run_id=trained["run_id"],
-            data=load_training_data(params["data_source"]),
-            cutoff=cutoff,
-            holdout_fraction=params["holdout_fraction"],
-            tracking_uri=MlflowHook().tracking_uri,
-        )
+        data = load_training_data(params["data_source"])
+        hook = MlflowHook()
+        with hook.identity():
+            return evaluate_and_log(
+                run_id=trained["run_id"],
+                data=data,
+                cutoff=cutoff,
+                holdout_fraction=params["holdout_fraction"],
+                tracking_uri=hook.tracking_uri,
+            )
 
     trained = train()
     evaluated = log_evaluation(trained)

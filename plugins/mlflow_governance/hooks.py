@@ -5,13 +5,22 @@ and ``mlflow_governance`` (the approver account: records validation verdicts and
 decisions, moves aliases). With MLflow's governance-auth app (docker/mlflow/governance-auth)
 only the second may write approval tags or move ``@champion``. Where ``mlflow_governance`` is not
 defined (the embedded default) the governance steps use ``mlflow_default``.
+
+A task's MLflow calls run as its connection's account without touching the process environment
+(``mlflow_governance.identity``): the client from ``get_conn()`` acts as the connection on every
+call, and ``with hook.identity():`` covers the rest (the fluent API, ``mlflow.artifacts``, the
+core's artifact checks). Operators get that block around ``execute`` from
+``runs_as_connection_identity``.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowException, AirflowNotFoundException
@@ -21,7 +30,9 @@ GOVERNANCE_CONN_ID = "mlflow_governance"
 FALLBACK_CONN_IDS = {GOVERNANCE_CONN_ID: "mlflow_default"}
 
 if TYPE_CHECKING:
-    from mlflow import MlflowClient
+    from mlflow_governance.identity import IdentityClient, MlflowIdentity
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
 
 
 class MlflowHook(BaseHook):
@@ -29,7 +40,7 @@ class MlflowHook(BaseHook):
 
     The connection's host is the tracking URI (``http://mlflow:5000``, ``sqlite:////abs/mlflow.db``);
     a host without a scheme is completed from the connection's schema (default ``http``) and port.
-    Login and password are passed to MLflow's basic auth. Extras: ``registry_uri`` and
+    Login and password are MLflow's basic auth, sent only by this hook's calls. Extras: ``registry_uri`` and
     ``artifact_location`` (where new experiments keep their artifacts). Without the connection the
     hook uses its fallback (``mlflow_governance`` -> ``mlflow_default``), else the
     ``MLFLOW_TRACKING_URI`` environment variable. Credentials belong in login and password, never
@@ -110,15 +121,50 @@ class MlflowHook(BaseHook):
     def artifact_location(self) -> str | None:
         return self._settings["artifact_location"]
 
-    def get_conn(self) -> "MlflowClient":
-        """Return an MlflowClient for the connection (credentials set for MLflow's basic auth)."""
-        from mlflow import MlflowClient
+    @property
+    def mlflow_identity(self) -> "MlflowIdentity":
+        """The MLflow account of the connection (no login when it has none)."""
+        from mlflow_governance.identity import MlflowIdentity
 
         settings = self._settings
-        # MLflow reads basic-auth credentials only from the environment; the task process is
-        # the client, so setting them here scopes them to this task (each task runs one
-        # identity). Airflow masks a connection's password in task logs; nothing here logs it.
-        if settings["login"]:
-            os.environ["MLFLOW_TRACKING_USERNAME"] = settings["login"]
-            os.environ["MLFLOW_TRACKING_PASSWORD"] = settings["password"] or ""
-        return MlflowClient(tracking_uri=settings["tracking_uri"], registry_uri=settings["registry_uri"])
+        return MlflowIdentity(
+            source=self.used_conn_id or "MLFLOW_TRACKING_URI",
+            username=settings["login"] or None,
+            password=settings["password"] or "",
+        )
+
+    @contextmanager
+    def identity(self) -> Iterator[None]:
+        """Run every MLflow call of the block (fluent API included) as the connection's account.
+
+        Scoped to the calling thread or asyncio task and to the block: nothing is left in the
+        process environment for another task to inherit.
+        """
+        from mlflow_governance.identity import acting_as
+
+        with acting_as(self.mlflow_identity):
+            yield
+
+    def get_conn(self) -> "IdentityClient":
+        """Return an MlflowClient for the connection whose every call runs as its account."""
+        from mlflow_governance.identity import IdentityClient
+
+        settings = self._settings
+        return IdentityClient(
+            self.mlflow_identity, tracking_uri=settings["tracking_uri"], registry_uri=settings["registry_uri"]
+        )
+
+
+def runs_as_connection_identity(method: _Method) -> _Method:
+    """Run an operator method inside ``self.hook.identity()``.
+
+    For the MLflow calls a step makes besides its client's, e.g. the artifact listing and
+    downloads of registration and validation (``mlflow.artifacts`` with the client's URI).
+    """
+
+    @functools.wraps(method)
+    def as_connection_identity(self, *args: Any, **kwargs: Any) -> Any:
+        with self.hook.identity():
+            return method(self, *args, **kwargs)
+
+    return as_connection_identity  # type: ignore[return-value]

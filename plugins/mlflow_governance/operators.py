@@ -19,7 +19,7 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
 from mlflow_governance.audit import AUDIT_CONN_ID, audit_context, audit_trail
-from mlflow_governance.hooks import GOVERNANCE_CONN_ID, MlflowHook
+from mlflow_governance.hooks import GOVERNANCE_CONN_ID, MlflowHook, runs_as_connection_identity
 
 
 def load_policy(policy_path: str | None, overrides: dict[str, Any] | None, approval_mode: str | None = None):
@@ -45,7 +45,8 @@ class _MlflowRegistryOperator(BaseOperator):
     """Shared plumbing: the connection id, a lazily built hook, and per-key XComs.
 
     Results are small dicts pushed one key per XCom as well, so downstream tasks can take
-    ``register.output["version"]``.
+    ``register.output["version"]``. Each ``execute`` runs as the step's MLflow connection
+    (``runs_as_connection_identity``).
 
     :param mlflow_conn_id: the MLflow identity (connection) the step acts as; by default the
         training account for registration and the governance account for the steps that write
@@ -107,6 +108,7 @@ class RegisterModelVersionOperator(_MlflowRegistryOperator):
         self.data_fingerprint = data_fingerprint
         self.submitted_by = submitted_by
 
+    @runs_as_connection_identity
     def execute(self, context: Context) -> dict[str, Any]:
         from include.governance import lifecycle as lc
         from include.governance.names import InvalidName
@@ -176,6 +178,7 @@ class ValidateModelVersionOperator(_VersionPolicyOperator):
     :param policy_overrides: per-run threshold overrides, e.g. ``{"min_accuracy": 0.8}``.
     """
 
+    @runs_as_connection_identity
     def execute(self, context: Context) -> dict[str, Any]:
         from include.governance.validation import validate_model_version
 
@@ -209,6 +212,7 @@ class RequestApprovalOperator(_VersionPolicyOperator):
         super().__init__(**kwargs)
         self.approval_mode = approval_mode
 
+    @runs_as_connection_identity
     def execute(self, context: Context) -> dict[str, Any]:
         from include.governance.approval import request_approval
         from include.governance.lifecycle import ApprovalStatus
@@ -241,6 +245,7 @@ class PromoteModelVersionOperator(_VersionPolicyOperator):
         kwargs.setdefault("pool", PROMOTION_POOL)
         super().__init__(**kwargs)
 
+    @runs_as_connection_identity
     def execute(self, context: Context) -> dict[str, Any]:
         from include.governance.audit import promotion_events
         from include.governance.promotion import PromotionRefused, promote
@@ -275,6 +280,7 @@ class PlanRollbackOperator(_MlflowRegistryOperator):
         super().__init__(**kwargs)
         self.to_version = to_version
 
+    @runs_as_connection_identity
     def execute(self, context: Context) -> dict[str, Any]:
         from include.governance.rollback import RollbackRefused, VersionNotFound, plan_rollback
 
@@ -321,6 +327,7 @@ class RollbackModelOperator(_MlflowRegistryOperator):
         self.reason = reason
         self.actor = actor
 
+    @runs_as_connection_identity
     def execute(self, context: Context) -> dict[str, Any]:
         from include.governance.rollback import RollbackPlan, RollbackRefused, execute_rollback, rollback_events
 

@@ -11,7 +11,7 @@ from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
 from mlflow_governance.audit import AUDIT_CONN_ID, audit_context, audit_trail
-from mlflow_governance.hooks import GOVERNANCE_CONN_ID, MlflowHook
+from mlflow_governance.hooks import GOVERNANCE_CONN_ID, MlflowHook, runs_as_connection_identity
 from mlflow_governance.operators import load_policy
 
 
@@ -39,7 +39,7 @@ class ModelVersionApprovalSensor(BaseSensorOperator):
     With ``deferrable=True`` it waits in the triggerer instead (``ModelVersionApprovalTrigger``
     reads the tag every ``poke_interval``): no worker slot either, and no worker process started
     per check, so a short interval costs little; the decision is then judged by the same
-    ``poke`` in a worker.
+    ``poke`` in a worker. Every MLflow call runs as ``mlflow_conn_id``'s account.
 
     A person's decision it sees is appended to the audit trail as ``approved`` or ``rejected``
     (attributed to the reviewer; one row even when the CLI already recorded it), and an expiry
@@ -91,6 +91,7 @@ class ModelVersionApprovalSensor(BaseSensorOperator):
     def hook(self) -> MlflowHook:
         return MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
 
+    @runs_as_connection_identity
     def execute(self, context: Context) -> Any:
         minutes = approval_timeout(self.approval_timeout_minutes)
         if minutes is not None:
@@ -103,6 +104,7 @@ class ModelVersionApprovalSensor(BaseSensorOperator):
             self._expire(context)
             raise
 
+    @runs_as_connection_identity
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
         """Resume after the trigger fired: judge the decision, or wait on until the deadline."""
         return self._check_or_defer(context, deadline=float(event["deadline"]))

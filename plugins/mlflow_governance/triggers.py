@@ -27,7 +27,9 @@ class ModelVersionApprovalTrigger(BaseTrigger):
     Fires one event: ``decided`` (the tag says something else: approved, rejected, or a value
     the sensor will refuse), ``timeout`` (the deadline passed first) or ``error`` (the version
     could not be read; the resumed sensor reports why). MLflow's client is synchronous, so each
-    read runs in a thread and the triggerer's event loop never blocks.
+    read runs in a thread and the triggerer's event loop never blocks. The triggerer runs every
+    deferred task in one process: each read runs as this trigger's connection only (the hook's
+    client sets the identity per call, in the thread that makes it), never in the environment.
 
     :param model_name: registered model name.
     :param version: the model version.

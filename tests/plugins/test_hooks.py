@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import base64
 import json
+import os
 
 import pytest
 from airflow.sdk.exceptions import AirflowException
@@ -18,6 +20,8 @@ def test_connection_host_is_the_tracking_uri(mlflow_connection):
 
 
 def test_host_without_scheme_is_completed_and_credentials_reach_mlflow(monkeypatch):
+    from mlflow.tracking.request_header.registry import resolve_request_headers
+
     monkeypatch.delenv("MLFLOW_TRACKING_USERNAME", raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_PASSWORD", raising=False)
     monkeypatch.setenv(
@@ -27,9 +31,26 @@ def test_host_without_scheme_is_completed_and_credentials_reach_mlflow(monkeypat
     hook = MlflowHook(mlflow_conn_id="mlflow_server")
     assert hook.tracking_uri == "http://mlflow:5000"
     hook.get_conn()
-    import os
+    with hook.identity():
+        # What MLflow's http_request puts on every request of the block.
+        assert resolve_request_headers()["Authorization"] == "Basic " + base64.b64encode(b"bot:s3cret").decode()
+    assert "Authorization" not in resolve_request_headers()
+    assert "MLFLOW_TRACKING_USERNAME" not in os.environ and "MLFLOW_TRACKING_PASSWORD" not in os.environ
 
-    assert (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]) == ("bot", "s3cret")
+
+def test_an_identity_in_the_process_environment_is_refused(monkeypatch):
+    """MLflow sends MLFLOW_TRACKING_USERNAME/PASSWORD over any header: it would replace the connection's login."""
+    from mlflow_governance.identity import AmbientCredentialsError
+
+    monkeypatch.setenv("AIRFLOW_CONN_MLFLOW_SERVER", json.dumps({"conn_type": "http", "host": "http://mlflow:5000", "login": "bot", "password": "pw"}))
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "someone-else")
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "their-password")
+    hook = MlflowHook(mlflow_conn_id="mlflow_server")
+    with pytest.raises(AmbientCredentialsError, match="MLFLOW_TRACKING_USERNAME, MLFLOW_TRACKING_PASSWORD set.*'mlflow_server'"):
+        with hook.identity():
+            pass
+    with pytest.raises(AmbientCredentialsError):
+        hook.get_conn().search_experiments()
 
 
 def test_falls_back_to_the_environment(monkeypatch):

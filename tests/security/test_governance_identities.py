@@ -74,16 +74,24 @@ def test_the_governance_identity_falls_back_to_mlflow_default(monkeypatch):
 def test_the_governance_identity_logs_in_with_its_own_credentials(monkeypatch):
     _connection(monkeypatch, "mlflow_default", host="http://mlflow:5000", login="trainer", password="t-pw")
     _connection(monkeypatch, GOVERNANCE_CONN_ID, host="http://mlflow:5000", login="approver", password="a-pw")
-    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "unset")
-    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "unset")
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
     import os
+
+    from mlflow_governance.identity import current_identity
 
     hook = MlflowHook(GOVERNANCE_CONN_ID)
     hook.get_conn()
     assert hook.used_conn_id == GOVERNANCE_CONN_ID
-    assert (os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"]) == ("approver", "a-pw")
+    identity = hook.mlflow_identity
+    assert (identity.source, identity.username, identity.password) == (GOVERNANCE_CONN_ID, "approver", "a-pw")
+    with hook.identity():
+        assert current_identity() == identity
+    assert current_identity() is None
+    # Nothing process-wide: another task in the same process does not inherit the login.
+    assert "MLFLOW_TRACKING_USERNAME" not in os.environ and "MLFLOW_TRACKING_PASSWORD" not in os.environ
     # What the hook exposes (and tasks log or pass on) holds no credential.
-    assert "a-pw" not in hook.tracking_uri and "a-pw" not in repr(hook)
+    assert "a-pw" not in hook.tracking_uri and "a-pw" not in repr(hook) and "a-pw" not in repr(identity)
 
 
 def test_credentials_in_the_host_are_refused(monkeypatch):
