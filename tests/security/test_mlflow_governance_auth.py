@@ -1,19 +1,13 @@
 """Only approvers may approve: a real ``mlflow server --app-name governance-auth`` (issue #7).
 
-One server for the module, as docker-compose.yaml runs it: PostgreSQL backend store and a
-PostgreSQL user store (fresh databases), proxied artifacts, the ini file of the image, the admin
-from the environment, and the two accounts created by the same provisioning code as the
-compose service mlflow-init: the training account (EDIT) and the governance account (MANAGE).
+One server for the module (tests/security/auth_server.py), as docker-compose.yaml runs it, with
+the training account (EDIT) and the governance account (MANAGE) provisioned as mlflow-init does.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import sys
-import time
 from contextlib import contextmanager
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -21,13 +15,8 @@ import requests
 
 from include.governance import lifecycle as lc
 from tests.include.governance.support import GOOD_METRICS, log_tiny_model
-from tests.services.conftest import _server_environment, fresh_database, start_service
+from tests.security.auth_server import ADMIN, APPROVER, CREDENTIAL_VARIABLES, TRAINER, connection_json
 
-ROOT = Path(__file__).resolve().parents[2]
-AUTH_INI = ROOT / "docker" / "mlflow" / "basic_auth.ini"
-ADMIN = ("mlflow-admin", "admin-password-for-tests")
-TRAINER = ("airflow-trainer", "trainer-password-for-tests")
-APPROVER = ("airflow-governance", "approver-password-for-tests")
 MODEL = "movie_recommender_secured"
 CONTEXT = {"dag": SimpleNamespace(dag_id="movie_recommender_retrain"), "run_id": "manual__security"}
 
@@ -35,44 +24,14 @@ pytestmark = pytest.mark.services
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """The governance-auth server with trainer and approver provisioned; stopped and dropped after."""
-    from mlflow_governance_auth.provision import GOVERNANCE_GRANTS, TRAINER_GRANTS, Account, AdminSession, provision
-
-    started = time.monotonic()
-    work = tmp_path_factory.mktemp("mlflow-auth")
-    with fresh_database("mlflow_sec") as backend, fresh_database("mlflow_sec_auth") as auth_db:
-        env = _server_environment(
-            MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
-            MLFLOW_AUTH_CONFIG_PATH=str(AUTH_INI),
-            MLFLOW_AUTH_ADMIN_USERNAME=ADMIN[0],
-            MLFLOW_AUTH_ADMIN_PASSWORD=ADMIN[1],
-            MLFLOW_AUTH_DATABASE_URI=auth_db.replace("postgresql://", "postgresql+psycopg2://", 1),
-            MLFLOW_FLASK_SERVER_SECRET_KEY="test-secret-key",
-        )
-
-        def build(port: int):
-            command = [
-                sys.executable, "-m", "mlflow", "server", "--app-name", "governance-auth",
-                "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                "--backend-store-uri", backend.replace("postgresql://", "postgresql+psycopg2://", 1),
-                "--serve-artifacts", "--artifacts-destination", str(work / "artifacts"),
-            ]
-            return command, env, f"Uvicorn running on http://127.0.0.1:{port}"
-
-        process, url = start_service("mlflow governance-auth server", build, work / "mlflow.log", "/health")
-        try:
-            print(f"\ngovernance-auth server start-up: {time.monotonic() - started:.1f} s (load {os.getloadavg()[0]:.1f})")
-            provision(AdminSession(url, *ADMIN), [Account(*TRAINER, TRAINER_GRANTS), Account(*APPROVER, GOVERNANCE_GRANTS)])
-            yield SimpleNamespace(url=url, log=work / "mlflow.log", auth_db=auth_db)
-        finally:
-            process.stop()
+def server(auth_server):
+    return auth_server
 
 
 @contextmanager
 def login(user: tuple[str, str]):
     """MLflow's client reads basic-auth credentials from the environment."""
-    saved = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")}
+    saved = {name: os.environ.get(name) for name in CREDENTIAL_VARIABLES}
     os.environ["MLFLOW_TRACKING_USERNAME"], os.environ["MLFLOW_TRACKING_PASSWORD"] = user
     try:
         yield
@@ -191,10 +150,9 @@ def test_the_projects_governance_path_runs_as_the_governance_account(server, reg
     from mlflow_governance.operators import PromoteModelVersionOperator, RequestApprovalOperator, ValidateModelVersionOperator
 
     for name, user in (("AIRFLOW_CONN_MLFLOW_DEFAULT", TRAINER), ("AIRFLOW_CONN_MLFLOW_GOVERNANCE", APPROVER)):
-        monkeypatch.setenv(name, json.dumps({"conn_type": "http", "host": server.url, "login": user[0], "password": user[1]}))
-    # The hook sets these for the task process; monkeypatch restores them afterwards.
-    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", "unset")
-    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", "unset")
+        monkeypatch.setenv(name, connection_json(server.url, user))
+    for name in CREDENTIAL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     version = registered.version
 
     validated = ValidateModelVersionOperator(task_id="validate", model_name=MODEL, version=version).execute(CONTEXT)
@@ -206,7 +164,8 @@ def test_the_projects_governance_path_runs_as_the_governance_account(server, reg
     assert approved["status"] == "approved", approved
     promoted = PromoteModelVersionOperator(task_id="promote", model_name=MODEL, version=version).execute(CONTEXT)
     assert promoted["champion_version"] == version
-    assert os.environ["MLFLOW_TRACKING_USERNAME"] == APPROVER[0]
+    # Each step logged in with its connection only; nothing is left for the next task.
+    assert not [name for name in CREDENTIAL_VARIABLES if name in os.environ]
 
     with login(TRAINER):
         client = MlflowClient(tracking_uri=server.url)
