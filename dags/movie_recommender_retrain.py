@@ -54,6 +54,9 @@ APPROVAL_POKE_SECONDS = float(os.environ.get("MOVIE_RECOMMENDER_APPROVAL_POKE_SE
 APPROVAL_SENSOR_MODE = os.environ.get("MOVIE_RECOMMENDER_APPROVAL_SENSOR_MODE", "reschedule").strip().lower()
 if APPROVAL_SENSOR_MODE not in ("reschedule", "deferrable"):
     raise ValueError(f"MOVIE_RECOMMENDER_APPROVAL_SENSOR_MODE={APPROVAL_SENSOR_MODE!r}: expected reschedule or deferrable")
+# Under CeleryExecutor train and log go to a queue of their own, so bigger workers can take
+# them (`airflow celery worker --queues training`); LocalExecutor ignores queues.
+TRAINING_QUEUE = os.environ.get("MOVIE_RECOMMENDER_TRAINING_QUEUE", "training")
 EXPERIMENT_NAME = "movie_recommendation"
 # Keep in step with include.recommender.models.MODEL_TYPES (a test checks they match).
 MODEL_TYPES = ["hist_gradient_boosting", "logistic_regression", "torch_ncf", "popularity"]
@@ -113,7 +116,7 @@ POLICY_OVERRIDES = (
     tags=["mlflow", "model-registry", "recommender"],
 )
 def movie_recommender_retrain():
-    @task(retries=1)
+    @task(retries=1, queue=TRAINING_QUEUE)
     def train() -> dict:
         """Fit the model on the interval's data snapshot and log it to one MLflow run."""
         from airflow.sdk import get_current_context
@@ -162,7 +165,7 @@ def movie_recommender_retrain():
             "cutoff": cutoff.isoformat() if cutoff else None,
         }
 
-    @task(task_id="log")
+    @task(task_id="log", queue=TRAINING_QUEUE)
     def log_evaluation(trained: dict) -> dict:
         """Evaluate on the time-based holdout and log metrics and reports to the same run."""
         from airflow.sdk import get_current_context

@@ -133,3 +133,11 @@ def test_champion_moves_share_a_one_slot_pool(dagbag):
     ]
     assert {task.dag_id for task in movers} >= {RETRAIN, "movie_recommender_rollback"}
     assert {task.pool for task in movers} == {PROMOTION_POOL}
+
+
+def test_heavy_steps_go_to_the_training_queue(retrain):
+    # Under CeleryExecutor bigger workers take the `training` queue; everything else stays on
+    # the default queue any worker takes (docker-compose.yaml's AIRFLOW_WORKER_QUEUES).
+    queues = {task.task_id: task.queue for task in retrain.tasks}
+    assert {queues.pop("train"), queues.pop("log")} == {"training"}
+    assert set(queues.values()) == {"default"}

@@ -22,14 +22,20 @@ MODEL = "stack_celery_recommender"
 RUN_TIMEOUT = 1200
 
 
-def service_of(pid: int) -> str | None:
-    """Which stack service a process belongs to (its environment's service marker)."""
-    try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    except (FileNotFoundError, ProcessLookupError):
-        return None
+def service_running(ti_id: str) -> str | None:
+    """The stack service whose process runs a task instance (its process title carries the id)."""
     prefix = f"{SERVICE_MARKER}=".encode()
-    return next((item[len(prefix):].decode() for item in environ if item.startswith(prefix)), None)
+    for entry in Path("/proc").iterdir():
+        try:
+            if not entry.name.isdigit() or ti_id.encode() not in (entry / "cmdline").read_bytes():
+                continue
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        found = next((item[len(prefix):].decode() for item in environ if item.startswith(prefix)), None)
+        if found:
+            return found
+    return None
 
 
 def test_a_worker_killed_during_train_loses_nothing_and_registers_one_version(compose_stack):
@@ -41,7 +47,7 @@ def test_a_worker_killed_during_train_loses_nothing_and_registers_one_version(co
 
     def training_worker():
         train = api.task_instances(DAG_ID, run_id).get("train") or {}
-        return train.get("state") == "running" and train.get("pid") and service_of(train["pid"])
+        return train.get("state") == "running" and service_running(train["id"])
 
     worker = wait_until("train to run on a worker", training_worker, RUN_TIMEOUT, compose_stack, interval=1.0)
     assert worker.startswith("airflow-worker-"), worker
@@ -51,7 +57,7 @@ def test_a_worker_killed_during_train_loses_nothing_and_registers_one_version(co
     def retried_on():
         train = api.task_instances(DAG_ID, run_id).get("train") or {}
         if train.get("try_number", 1) >= 2 and train.get("state") in ("running", "success"):
-            return (train.get("pid") and service_of(train["pid"])) or train["state"]
+            return service_running(train["id"]) or train["state"]
         return None
 
     retry = wait_until("train to be retried", retried_on, RUN_TIMEOUT, compose_stack, interval=1.0)
