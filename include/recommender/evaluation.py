@@ -4,6 +4,10 @@ Logged metrics (step 0): the seed's classification metrics (METRIC_NAMES) on the
 ranking metrics of the model's top-10 lists (RANKING_METRIC_NAMES; protocol in
 holdout_metrics.py); on synthetic data the oracle's ceilings (ORACLE_METRIC_NAMES); inference
 latency of a 100-row request and the logged model's size (SERVING_METRIC_NAMES).
+
+Classification metrics use the whole holdout; ranking metrics the users the RankingProtocol
+picks (every holdout user up to DEFAULT_RANKING_USERS, else a seeded sample), which the report's
+``ranking`` section records with the chunk size used.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from include.recommender.features import LABEL_THRESHOLD, labels
 from include.recommender.holdout_metrics import (
     LATENCY_REQUEST_ROWS,
     RANKING_K,
+    RankingProtocol,
     inference_latency_ms,
     model_ranking_metrics,
     oracle_ranking_metrics,
@@ -145,6 +150,7 @@ def evaluate_and_log(
     cutoff: datetime | None,
     holdout_fraction: float = 0.2,
     tracking_uri: str | None,
+    ranking_protocol: RankingProtocol | None = None,
 ) -> dict[str, float]:
     """Score the run's model on its holdout; log metrics, report JSON and ROC PNG to the run.
 
@@ -153,7 +159,10 @@ def evaluate_and_log(
     :param cutoff: the same cutoff the run was trained with.
     :param holdout_fraction: the same holdout fraction the run was trained with.
     :param tracking_uri: MLflow tracking URI; None uses the process's current one.
+    :param ranking_protocol: which holdout users the ranking metrics rank, and how many at
+        once; None: RankingProtocol() (every user up to DEFAULT_RANKING_USERS).
     """
+    protocol = ranking_protocol or RankingProtocol()
     snapshot = ratings_before(data.ratings, cutoff)
     data_fingerprint = fingerprint(snapshot)
     # The process-wide URI, not only tracking_uri= on the calls: MLflow resolves the logged model
@@ -175,10 +184,12 @@ def evaluate_and_log(
         metrics = classification_metrics(y_true, y_prob)
 
         catalog = CatalogIndex.fit(train, data.movies)
-        ranking, recommendations = model_ranking_metrics(model, catalog, holdout, y_prob)
+        ranking, recommendations = model_ranking_metrics(
+            model, catalog, holdout, y_prob, protocol=protocol
+        )
         metrics.update(ranking)
         if data.oracle is not None:
-            metrics.update(oracle_ranking_metrics(data.oracle, catalog, holdout))
+            metrics.update(oracle_ranking_metrics(data.oracle, catalog, holdout, protocol=protocol))
             ceiling = metrics[f"oracle_ndcg_at_{RANKING_K}"]
             if ceiling > 0:
                 metrics["ndcg_share_of_oracle"] = metrics[f"ndcg_at_{RANKING_K}"] / ceiling
@@ -191,7 +202,7 @@ def evaluate_and_log(
         now = int(time.time() * 1000)
         client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()])
         report = _report(metrics, y_true, y_prob, train, holdout, data_fingerprint, predict_seconds)
-        report["ranking"] = _ranking_report(recommendations, holdout, catalog)
+        report["ranking"] = _ranking_report(recommendations, holdout, catalog, protocol)
         report_path = Path(tmp) / "report.json"
         report_path.write_text(json.dumps(report, indent=2, sort_keys=True))
         roc_path = Path(tmp) / "roc_curve.png"
@@ -207,16 +218,22 @@ def _directory_bytes(directory: Path) -> int:
 
 
 def _ranking_report(
-    recommendations: pd.DataFrame, holdout: pd.DataFrame, catalog: CatalogIndex
+    recommendations: pd.DataFrame,
+    holdout: pd.DataFrame,
+    catalog: CatalogIndex,
+    protocol: RankingProtocol,
 ) -> dict[str, Any]:
     """How the ranking metrics were computed, so a reader can interpret them."""
-    positives = holdout.loc[labels(holdout) == 1, "userId"]
+    users = protocol.users(holdout)
+    ranked = holdout[holdout["userId"].isin(users)]
+    positives = ranked.loc[labels(ranked) == 1, "userId"]
     return {
+        **protocol.describe(holdout, users, catalog),
         "k": RANKING_K,
         "relevance": f"holdout rating >= {LABEL_THRESHOLD}",
-        "candidates": "every catalog movie the user did not rate in training (no sampling)",
+        "candidates": "every catalog movie the user did not rate in training (full catalog)",
         "ranking_score": "propensity (share of training users who rated the movie) x P(like)",
-        "users": int(holdout["userId"].nunique()),
+        "users": int(len(users)),  # the users ranked: all of holdout_users unless users_sampled
         "users_with_relevant_items": int(positives.nunique()),
         "catalog_size": int(len(catalog.movie_ids)),
         "distinct_movies_recommended": int(recommendations["movieId"].nunique()),

@@ -19,6 +19,13 @@ precision@k = |L & R| / k (k, not len(L): a short list is not rewarded), recall@
 1 / log2(rank + 1) and IDCG the DCG of min(|R|, k) hits at the top. They are averaged over
 users with at least one relevant item (for the others recall and ndcg are undefined).
 coverage@k = distinct movies in any list / catalog size.
+
+Bounded memory at any size. Users are scored against the full catalog a chunk at a time
+(``users_per_chunk``; by default as many as fit in _CELLS_PER_CHUNK cells, ~4M), so a chunk's
+dense (users x catalog) arrays take a few hundred MB at most, whatever the number of users; the
+scorer itself is called on at most _PAIRS_PER_CALL pairs at a time. ``rank_catalog`` does the same
+for rankers that score every pair (the synthetic oracle, fixed reference rankings), and
+``sample_users`` draws the seeded user sample an evaluation may rank instead of every user.
 """
 
 from __future__ import annotations
@@ -38,6 +45,19 @@ _CELLS_PER_CHUNK = 4_000_000
 _FIRST_BLOCK = 512
 
 PairProbability = Callable[[np.ndarray, np.ndarray], np.ndarray]
+# (userIds, movieIds) -> any finite score per pair, higher = recommended first.
+PairScore = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def positive_int(value: object, name: str) -> int:
+    """Return value as an int when it is a positive integer, else raise ValueError naming it.
+
+    :param value: the value to check.
+    :param name: what the value is, for the error message.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or int(value) < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 def check_k(k: object) -> int:
@@ -45,9 +65,45 @@ def check_k(k: object) -> int:
 
     :param k: the requested list length.
     """
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or int(k) < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
-    return int(k)
+    return positive_int(k, "k")
+
+
+def default_users_per_chunk(n_movies: int) -> int:
+    """Users scored at once by default: their catalog rows fit in _CELLS_PER_CHUNK cells and
+    their first block of candidates in one call of the probability function.
+
+    :param n_movies: catalog size (>= 1).
+    """
+    n_movies = positive_int(n_movies, "n_movies")
+    return max(1, min(_PAIRS_PER_CALL // min(n_movies, _FIRST_BLOCK), _CELLS_PER_CHUNK // n_movies))
+
+
+def _chunk_size(users_per_chunk: int | None, n_movies: int) -> int:
+    if users_per_chunk is None:
+        return default_users_per_chunk(n_movies)
+    return positive_int(users_per_chunk, "users_per_chunk")
+
+
+def sample_users(user_ids: np.ndarray, sample_size: int | None, seed: int) -> np.ndarray:
+    """The distinct user_ids, sorted; or a seeded random sample of sample_size of them, sorted.
+
+    None, or a size at least the number of distinct users, keeps every user (no draw at all),
+    so a large enough size leaves an evaluation exactly as without sampling.
+
+    :param user_ids: userIds (duplicates count once).
+    :param sample_size: how many users to keep; None keeps all.
+    :param seed: seed of the draw (a non-negative integer): the same seed, the same users.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or int(seed) < 0:
+        raise ValueError(f"user sample seed must be a non-negative integer, got {seed!r}")
+    users = np.unique(np.asarray(user_ids, dtype=np.int64))
+    if sample_size is None:
+        return users
+    size = positive_int(sample_size, "user sample size")
+    if size >= len(users):
+        return users
+    chosen = np.random.default_rng(int(seed)).choice(len(users), size=size, replace=False)
+    return users[np.sort(chosen)]
 
 
 @dataclass
@@ -134,7 +190,11 @@ def top_k_positions(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]
 
 
 def recommend(
-    catalog: CatalogIndex, user_ids: np.ndarray, k: int, probability: PairProbability
+    catalog: CatalogIndex,
+    user_ids: np.ndarray,
+    k: int,
+    probability: PairProbability,
+    users_per_chunk: int | None = None,
 ) -> pd.DataFrame:
     """Top-k unseen movies per user by propensity x P(like); see the module docstring.
 
@@ -142,13 +202,12 @@ def recommend(
     :param user_ids: distinct userIds, in the order the output lists them.
     :param k: list length (fewer rows when a user has fewer candidates).
     :param probability: (userIds, movieIds) -> P(rating >= 4) in [0, 1], same length.
+    :param users_per_chunk: users scored at once (memory ~ this x catalog size); None: the
+        default_users_per_chunk. The lists do not depend on it.
     """
     k = check_k(k)
     user_ids = np.asarray(user_ids, dtype=np.int64)
-    n_movies = len(catalog.movie_ids)
-    rows_per_chunk = max(
-        1, min(_PAIRS_PER_CALL // min(n_movies, _FIRST_BLOCK), _CELLS_PER_CHUNK // n_movies)
-    )
+    rows_per_chunk = _chunk_size(users_per_chunk, len(catalog.movie_ids))
     frames = [_empty_recommendations()]
     for start in range(0, len(user_ids), rows_per_chunk):
         chunk = user_ids[start : start + rows_per_chunk]
@@ -183,12 +242,59 @@ def _empty_recommendations() -> pd.DataFrame:
     )
 
 
-def _probabilities(probability: PairProbability, users: np.ndarray, movies: np.ndarray) -> np.ndarray:
-    """Call probability in batches of at most _PAIRS_PER_CALL pairs; check the range."""
+def rank_catalog(
+    catalog: CatalogIndex,
+    user_ids: np.ndarray,
+    k: int,
+    pair_score: PairScore,
+    users_per_chunk: int | None = None,
+) -> pd.DataFrame:
+    """Top-k unseen movies per user by pair_score over the whole catalog, chunk by chunk of users.
+
+    For rankers that score every pair (no propensity pruning). Ties go to the lower movieId.
+
+    :param catalog: the catalog (movies to rank, and what each user already rated).
+    :param user_ids: distinct userIds, in the order the output lists them.
+    :param k: list length (fewer rows when a user has fewer candidates).
+    :param pair_score: (userIds, movieIds) -> finite score per pair.
+    :param users_per_chunk: users scored at once (memory ~ this x catalog size); None: the
+        default_users_per_chunk. The lists do not depend on it.
+    :return: userId, movieId, rank (1 = best).
+    """
+    k = check_k(k)
+    user_ids = np.asarray(user_ids, dtype=np.int64)
+    movie_ids = catalog.movie_ids
+    rows_per_chunk = _chunk_size(users_per_chunk, len(movie_ids))
+    empty = np.empty(0, dtype=np.int64)
+    frames = [pd.DataFrame({"userId": empty, "movieId": empty, "rank": empty})]
+    for start in range(0, len(user_ids), rows_per_chunk):
+        chunk = user_ids[start : start + rows_per_chunk]
+        scores = _pair_scores(
+            pair_score, np.repeat(chunk, len(movie_ids)), np.tile(movie_ids, len(chunk))
+        ).reshape(len(chunk), len(movie_ids))
+        scores[catalog.seen_mask(chunk)] = -np.inf
+        positions, valid = top_k_positions(scores, k)
+        row, slot = np.nonzero(valid)
+        frames.append(
+            pd.DataFrame(
+                {"userId": chunk[row], "movieId": movie_ids[positions[row, slot]], "rank": slot + 1}
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def _pair_scores(score: PairScore, users: np.ndarray, movies: np.ndarray) -> np.ndarray:
+    """Call score in batches of at most _PAIRS_PER_CALL pairs (bounds the scorer's temporaries)."""
     out = np.empty(len(users), dtype=np.float64)
     for start in range(0, len(users), _PAIRS_PER_CALL):
         stop = start + _PAIRS_PER_CALL
-        out[start:stop] = np.asarray(probability(users[start:stop], movies[start:stop]), dtype=np.float64)
+        out[start:stop] = np.asarray(score(users[start:stop], movies[start:stop]), dtype=np.float64)
+    return out
+
+
+def _probabilities(probability: PairProbability, users: np.ndarray, movies: np.ndarray) -> np.ndarray:
+    """Call probability in batches of at most _PAIRS_PER_CALL pairs; check the range."""
+    out = _pair_scores(probability, users, movies)
     if not np.all((out >= 0.0) & (out <= 1.0)):
         raise ValueError("the model returned probabilities outside [0, 1] (or NaN)")
     return out

@@ -19,6 +19,7 @@ from include.recommender.evaluation import (
     classification_metrics,
     evaluate_and_log,
 )
+from include.recommender.holdout_metrics import DEFAULT_RANKING_USERS, RankingProtocol
 from include.recommender.schema import DataValidationError, MovieLensData
 from include.recommender.synthetic import generate_movielens
 from include.recommender.training import train_and_log
@@ -135,9 +136,38 @@ def test_evaluate_and_log_logs_metrics_report_and_plot(data, run):
     assert report["holdout_size"] == sum(report["confusion_matrix"].values())
     assert report["ranking"]["k"] == 10
     assert report["ranking"]["users_with_relevant_items"] <= report["ranking"]["users"]
+    # The default protocol ranks every holdout user of data this small, in one chunk.
+    assert report["ranking"]["users"] == report["ranking"]["holdout_users"]
+    assert report["ranking"]["users_sampled"] is False
+    assert report["ranking"]["user_sample_size"] == DEFAULT_RANKING_USERS
+    assert report["ranking"]["user_sample_seed"] == 0
+    assert report["ranking"]["users_per_chunk"] >= report["ranking"]["users"]
     png = client.download_artifacts(run["run_id"], "evaluation/roc_curve.png", str(run["root"]))
     with open(png, "rb") as handle:
         assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def _report(run) -> dict:
+    client = MlflowClient(run["uri"])
+    path = client.download_artifacts(run["run_id"], "evaluation/report.json", str(run["root"]))
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def test_a_sampled_ranking_protocol_is_recorded_in_the_report(data, run):
+    protocol = RankingProtocol(user_sample_size=12, seed=3, users_per_chunk=5)
+    full = evaluate_and_log(run_id=run["run_id"], data=data, cutoff=None, tracking_uri=run["uri"])
+    sampled = evaluate_and_log(
+        run_id=run["run_id"], data=data, cutoff=None, tracking_uri=run["uri"], ranking_protocol=protocol
+    )
+
+    ranking = _report(run)["ranking"]
+    assert ranking["users"] == 12 and ranking["holdout_users"] > 12
+    assert ranking["users_sampled"] is True
+    assert ranking["user_sample_size"] == 12 and ranking["user_sample_seed"] == 3
+    assert ranking["users_per_chunk"] == 5
+    # Classification metrics stay on the whole holdout; only ranking metrics see the sample.
+    assert {k: sampled[k] for k in METRIC_NAMES} == {k: full[k] for k in METRIC_NAMES}
 
 
 def test_evaluate_refuses_a_fingerprint_mismatch(data, run):

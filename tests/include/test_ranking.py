@@ -1,20 +1,25 @@
-"""Ranking metrics on hand-computed cases, top-k with ties, the catalog, and exact pruning."""
+"""Ranking metrics on hand-computed cases, top-k with ties, the catalog, exact pruning, and the
+evaluation's ranking protocol: chunks of users equal the dense computation, the seeded user
+sample, bounded memory."""
 
 from __future__ import annotations
 
 import math
+import tracemalloc
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from include.recommender import ranking
+from include.recommender import holdout_metrics, ranking
 from include.recommender.baseline import PopularityTables
+from include.recommender.holdout_metrics import RankingProtocol
 from include.recommender.ranking import (
     CatalogIndex,
     rank_by_score,
     ranking_metrics,
     recommend,
+    sample_users,
     top_k_positions,
 )
 
@@ -156,19 +161,56 @@ def _hashed_probability(users: np.ndarray, movies: np.ndarray) -> np.ndarray:
     return ((users * 31 + movies * 17) % 11) / 10.0
 
 
-@pytest.mark.parametrize("k", [1, 3, 10, 500])
-def test_pruned_recommend_equals_scoring_every_candidate(monkeypatch, k):
-    rng = np.random.default_rng(0)
-    # Zipf-like popularity over 200 movies, 30 users; tiny first block so pruning really runs.
-    counts = np.maximum(1, (60 / np.arange(1, 201) ** 0.9).astype(int))
-    movie_ids = rng.permutation(np.arange(1000, 1200))
+def _zipf_catalog(n_users: int = 30, n_movies: int = 200, seed: int = 0) -> CatalogIndex:
+    """Zipf-like popularity over n_movies movies rated by users 1..n_users."""
+    rng = np.random.default_rng(seed)
+    counts = np.maximum(1, (2 * n_users / np.arange(1, n_movies + 1) ** 0.9).astype(int))
+    movie_ids = rng.permutation(np.arange(1000, 1000 + n_movies))
     rows = [
         (user, movie)
         for movie, count in zip(movie_ids, counts)
-        for user in rng.choice(30, size=min(count, 30), replace=False) + 1
+        for user in rng.choice(n_users, size=min(count, n_users), replace=False) + 1
     ]
     train = pd.DataFrame(rows, columns=["userId", "movieId"])
-    catalog = CatalogIndex.fit(train, pd.DataFrame({"movieId": movie_ids}))
+    return CatalogIndex.fit(train, pd.DataFrame({"movieId": movie_ids}))
+
+
+def _dense_top_k(catalog: CatalogIndex, users: np.ndarray, k: int, pair_score) -> pd.DataFrame:
+    """The reference: every (user, movie) score in one dense matrix, seen movies excluded."""
+    full = pair_score(
+        np.repeat(users, len(catalog.movie_ids)), np.tile(catalog.movie_ids, len(users))
+    ).reshape(len(users), -1)
+    full[catalog.seen_mask(users)] = -np.inf
+    positions, valid = top_k_positions(full, k)
+    row, slot = np.nonzero(valid)
+    return pd.DataFrame(
+        {"userId": users[row], "movieId": catalog.movie_ids[positions[row, slot]], "rank": slot + 1}
+    )
+
+
+def _propensity_times_hashed(catalog: CatalogIndex):
+    def score(users, movies):
+        return catalog.propensity[np.searchsorted(catalog.movie_ids, movies)] * _hashed_probability(
+            users, movies
+        )
+
+    return score
+
+
+def _tied_score(users: np.ndarray, movies: np.ndarray) -> np.ndarray:
+    # Three score levels only: most of a list is decided by the lower-movieId tie rule.
+    return np.floor(_hashed_probability(users, movies) * 3)
+
+
+def _lists(recommendations: pd.DataFrame) -> dict[int, list[int]]:
+    ordered = recommendations.sort_values(["userId", "rank"])
+    return {int(u): g["movieId"].tolist() for u, g in ordered.groupby("userId")}
+
+
+@pytest.mark.parametrize("k", [1, 3, 10, 500])
+def test_pruned_recommend_equals_scoring_every_candidate(monkeypatch, k):
+    catalog = _zipf_catalog()
+    # A tiny first block so that pruning really runs.
     monkeypatch.setattr(ranking, "_FIRST_BLOCK", 4)
     scored = []
 
@@ -179,16 +221,53 @@ def test_pruned_recommend_equals_scoring_every_candidate(monkeypatch, k):
     users = np.array([3, 1, 31, 2])  # 31 is unknown
     got = recommend(catalog, users, k, probability)
 
-    full = catalog.propensity * _hashed_probability(
-        np.repeat(users, len(catalog.movie_ids)), np.tile(catalog.movie_ids, len(users))
-    ).reshape(len(users), -1)
-    full[catalog.seen_mask(users)] = -np.inf
-    positions, valid = top_k_positions(full, k)
-    for i, user in enumerate(users):
-        expected = catalog.movie_ids[positions[i][valid[i]]].tolist()
-        assert got.loc[got["userId"] == user, "movieId"].tolist() == expected
+    expected = _dense_top_k(catalog, users, k, _propensity_times_hashed(catalog))
+    for user in users:
+        assert got.loc[got["userId"] == user, "movieId"].tolist() == _lists(expected)[user]
     if k <= 10:
         assert sum(scored) < len(users) * len(catalog.movie_ids)
+
+
+# 30 known users + one unknown; chunks of 1, 2, every user and more than every user.
+CHUNK_SIZES = [1, 2, 31, 40]
+
+
+@pytest.mark.parametrize("users_per_chunk", CHUNK_SIZES)
+@pytest.mark.parametrize("k", [1, 3, 500])  # 500: more than any user's candidates
+def test_recommend_in_chunks_equals_the_dense_top_k(monkeypatch, users_per_chunk, k):
+    catalog = _zipf_catalog()
+    monkeypatch.setattr(ranking, "_FIRST_BLOCK", 4)
+    users = np.arange(31, 0, -1)  # descending, with the unknown user 31 first
+    calls = []
+
+    def probability(u, m):
+        calls.append(len(np.unique(u)))
+        return _hashed_probability(u, m)
+
+    got = recommend(catalog, users, k, probability, users_per_chunk=users_per_chunk)
+
+    expected = _dense_top_k(catalog, users, k, _propensity_times_hashed(catalog))
+    assert _lists(got) == _lists(expected)
+    assert got["userId"].drop_duplicates().tolist() == users.tolist()  # input order kept
+    assert max(calls) <= users_per_chunk
+
+
+@pytest.mark.parametrize("users_per_chunk", [*CHUNK_SIZES, None])
+@pytest.mark.parametrize("k", [1, 3, 500])
+def test_rank_catalog_in_chunks_equals_the_dense_top_k(users_per_chunk, k):
+    catalog = _zipf_catalog()
+    users = np.arange(1, 32)
+    calls = []
+
+    def recorded(u, m):
+        calls.append(len(np.unique(u)))
+        return _tied_score(u, m)
+
+    got = ranking.rank_catalog(catalog, users, k, recorded, users_per_chunk)
+
+    assert _lists(got) == _lists(_dense_top_k(catalog, users, k, _tied_score))
+    assert list(got.columns) == ["userId", "movieId", "rank"]
+    assert max(calls) <= (users_per_chunk or len(users))
 
 
 def test_recommend_with_no_users_returns_an_empty_typed_frame(train, movies):
@@ -200,3 +279,201 @@ def test_recommend_with_no_users_returns_an_empty_typed_frame(train, movies):
 def test_recommend_refuses_probabilities_outside_0_1(train, movies):
     with pytest.raises(ValueError, match=r"outside \[0, 1\]"):
         recommend(CatalogIndex.fit(train, movies), np.array([1]), 2, lambda u, m: np.full(len(u), 1.5))
+
+
+# ---- the evaluation's ranking protocol: chunks of users, a seeded user sample -------------------
+
+
+class _ServedModel:
+    """Stands in for a loaded pyfunc model in recommend mode; records each call's users."""
+
+    def __init__(self, catalog: CatalogIndex) -> None:
+        self.catalog = catalog
+        self.calls: list[int] = []
+
+    def predict(self, frame: pd.DataFrame, params: dict) -> pd.DataFrame:
+        users = frame["userId"].to_numpy(dtype=np.int64)
+        self.calls.append(len(users))
+        return recommend(self.catalog, users, params["k"], _hashed_probability)
+
+
+class _Oracle:
+    """Stands in for synthetic.SyntheticOracle: the two scores the evaluation asks it for."""
+
+    watch_and_like_score = staticmethod(_tied_score)
+
+    @staticmethod
+    def expected_rating(users: np.ndarray, movies: np.ndarray) -> np.ndarray:
+        return 0.5 + 4.5 * _hashed_probability(users, movies)
+
+
+@pytest.fixture(scope="module")
+def holdout_case():
+    """A catalog and a holdout of unseen movies: users 1..31 (31 unknown), user 7 without a
+    relevant (>= 4) rating, users 20..30 without any holdout rating."""
+    catalog = _zipf_catalog()
+    rng = np.random.default_rng(5)
+    rows = []
+    for user in [*range(1, 20), 31]:
+        unseen = np.setdiff1d(catalog.movie_ids, catalog.movie_ids[catalog.seen_mask([user])[0]])
+        for movie in rng.choice(unseen, size=6, replace=False):
+            rating = 2.0 if user == 7 else float(rng.choice([1.0, 3.0, 4.0, 4.5, 5.0]))
+            rows.append((user, int(movie), rating))
+    holdout = pd.DataFrame(rows, columns=["userId", "movieId", "rating"])
+    probability = _hashed_probability(holdout["userId"].to_numpy(), holdout["movieId"].to_numpy())
+    return catalog, holdout, probability
+
+
+def _dense_model_metrics(catalog, holdout, probability, k):
+    """The ranking metrics computed without chunks or samples, from dense score matrices."""
+    users = np.unique(holdout["userId"])
+    recs = _dense_top_k(catalog, users, k, _propensity_times_hashed(catalog))
+    relevant = holdout_metrics.relevant_pairs(holdout)
+    metrics = ranking_metrics(recs, relevant, k=k, catalog_size=len(catalog.movie_ids))
+    scored = holdout[["userId", "movieId"]].assign(score=probability)
+    rated = ranking_metrics(rank_by_score(scored, k), relevant, k=k, catalog_size=len(catalog.movie_ids))
+    return {**metrics, f"rated_ndcg_at_{k}": rated[f"ndcg_at_{k}"]}
+
+
+@pytest.mark.parametrize("users_per_chunk", [*CHUNK_SIZES, None])
+@pytest.mark.parametrize("k", [3, 500])
+def test_chunked_model_ranking_metrics_equal_the_dense_computation(holdout_case, users_per_chunk, k):
+    catalog, holdout, probability = holdout_case
+    model = _ServedModel(catalog)
+    protocol = RankingProtocol(user_sample_size=None, users_per_chunk=users_per_chunk)
+
+    metrics, recs = holdout_metrics.model_ranking_metrics(
+        model, catalog, holdout, probability, k=k, protocol=protocol
+    )
+
+    assert metrics == pytest.approx(_dense_model_metrics(catalog, holdout, probability, k), rel=1e-12)
+    assert max(model.calls) <= (users_per_chunk or 20)  # 20 holdout users
+    assert sorted(recs["userId"].unique()) == sorted(holdout["userId"].unique())
+
+
+@pytest.mark.parametrize("users_per_chunk", [1, 2, 40])
+def test_chunked_oracle_metrics_equal_one_chunk(holdout_case, users_per_chunk):
+    catalog, holdout, _ = holdout_case
+
+    def oracle_metrics(chunk):
+        protocol = RankingProtocol(user_sample_size=None, users_per_chunk=chunk)
+        return holdout_metrics.oracle_ranking_metrics(
+            _Oracle(), catalog, holdout, k=3, protocol=protocol
+        )
+
+    assert oracle_metrics(users_per_chunk) == oracle_metrics(None)
+
+
+@pytest.mark.parametrize("sample_size", [20, 21, 10_000])  # 20 = every holdout user
+def test_a_sample_of_every_user_gives_exactly_the_full_figures(holdout_case, sample_size):
+    catalog, holdout, probability = holdout_case
+
+    def both(protocol):
+        model, oracle = _ServedModel(catalog), _Oracle()
+        ranked, _ = holdout_metrics.model_ranking_metrics(
+            model, catalog, holdout, probability, k=3, protocol=protocol
+        )
+        oracle_metrics = holdout_metrics.oracle_ranking_metrics(oracle, catalog, holdout, 3, protocol)
+        return {**ranked, **oracle_metrics}
+
+    assert both(RankingProtocol(user_sample_size=sample_size, seed=9)) == both(
+        RankingProtocol(user_sample_size=None)
+    )
+
+
+def test_a_smaller_sample_ranks_only_its_users_with_their_own_relevant_items(holdout_case):
+    catalog, holdout, probability = holdout_case
+    protocol = RankingProtocol(user_sample_size=6, seed=3)
+    users = protocol.users(holdout)
+    model = _ServedModel(catalog)
+
+    metrics, recs = holdout_metrics.model_ranking_metrics(
+        model, catalog, holdout, probability, k=3, protocol=protocol
+    )
+
+    assert len(users) == 6 and set(recs["userId"]) == set(users) and sum(model.calls) == 6
+    # Unsampled users' relevant items are not counted as misses.
+    in_sample = holdout["userId"].isin(users).to_numpy()
+    expected = _dense_model_metrics(catalog, holdout[in_sample], probability[in_sample], 3)
+    assert metrics == pytest.approx(expected, rel=1e-12)
+
+
+def test_the_user_sample_is_a_sorted_subset_decided_by_the_seed():
+    users = np.random.default_rng(1).permutation(np.repeat(np.arange(100, 400), 2))  # duplicated
+
+    first = sample_users(users, 25, seed=4)
+
+    assert np.array_equal(first, sample_users(users.copy(), 25, seed=4))
+    assert not np.array_equal(first, sample_users(users, 25, seed=5))
+    assert len(first) == 25 and np.all(np.diff(first) > 0) and set(first) <= set(users)
+
+
+@pytest.mark.parametrize("sample_size", [None, 300, 301])
+def test_a_sample_at_least_as_large_as_the_users_keeps_every_user(sample_size):
+    users = np.array([5, 3, 3, 9] * 75 + list(range(10, 307)))
+    assert np.array_equal(sample_users(users, sample_size, seed=0), np.unique(users))
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: sample_users(np.arange(5), 0, seed=0), "user sample size must be a positive integer"),
+        (lambda: sample_users(np.arange(5), 2.5, seed=0), "user sample size"),
+        (lambda: sample_users(np.arange(5), True, seed=0), "user sample size"),
+        (lambda: sample_users(np.arange(5), 2, seed=-1), "user sample seed must be a non-negative"),
+        (lambda: RankingProtocol(user_sample_size=0), "ranking user_sample_size must be a positive"),
+        (lambda: RankingProtocol(users_per_chunk=-3), "ranking users_per_chunk must be a positive"),
+        (lambda: RankingProtocol(seed="7"), "user sample seed"),
+        (lambda: recommend(_zipf_catalog(), np.array([1]), 2, _hashed_probability, users_per_chunk=0),
+         "users_per_chunk must be a positive integer, got 0"),
+        (lambda: ranking.rank_catalog(_zipf_catalog(), np.array([1]), 2, _tied_score, 1.5),
+         "users_per_chunk must be a positive integer, got 1.5"),
+    ],
+)
+def test_bad_protocol_values_are_refused_by_name(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_the_protocol_describes_what_was_ranked(holdout_case):
+    catalog, holdout, _ = holdout_case
+    sampled = RankingProtocol(user_sample_size=6, seed=3, users_per_chunk=4)
+    assert sampled.describe(holdout, sampled.users(holdout), catalog) == {
+        "holdout_users": 20,
+        "users_sampled": True,
+        "user_sample_size": 6,
+        "user_sample_seed": 3,
+        "users_per_chunk": 4,
+    }
+    every = RankingProtocol()
+    described = every.describe(holdout, every.users(holdout), catalog)
+    assert described["users_sampled"] is False
+    assert described["users_per_chunk"] == ranking.default_users_per_chunk(len(catalog.movie_ids))
+
+
+@pytest.mark.parametrize("ranker", ["recommend", "rank_catalog"])
+def test_peak_memory_grows_with_the_chunk_not_with_the_users(ranker):
+    # 400 users x 8,000 movies: one dense float64 score matrix alone takes 25.6 MB (scoring
+    # them in one chunk peaks at ~5 such matrices); a chunk of 8 users is 0.5 MB a matrix.
+    catalog = _zipf_catalog(n_users=400, n_movies=8_000, seed=2)
+    users = np.arange(1, 401)
+    dense_bytes = len(users) * len(catalog.movie_ids) * 8
+    calls = []
+
+    def probability(u, m):
+        calls.append(len(np.unique(u)))
+        return _hashed_probability(u, m)
+
+    tracemalloc.start()
+    try:
+        if ranker == "recommend":
+            lists = recommend(catalog, users, 5, probability, users_per_chunk=8)
+        else:
+            lists = ranking.rank_catalog(catalog, users, 5, probability, users_per_chunk=8)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    assert lists["userId"].nunique() == len(users)
+    assert max(calls) <= 8  # by construction: no call ever sees more than a chunk of users
+    assert peak < dense_bytes / 3, f"peak {peak / 2**20:.1f} MiB with chunks of 8 users"
