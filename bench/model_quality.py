@@ -27,14 +27,17 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from include.recommender.evaluation import evaluate_and_log  # noqa: E402
-from include.recommender.holdout_metrics import RANKING_K, relevant_pairs  # noqa: E402
+from include.recommender.holdout_metrics import (  # noqa: E402
+    RANKING_K,
+    RankingProtocol,
+    relevant_pairs,
+)
 from include.recommender.loading import load_movielens  # noqa: E402
 from include.recommender.models import MODEL_TYPES  # noqa: E402
-from include.recommender.ranking import CatalogIndex, ranking_metrics, top_k_positions  # noqa: E402
+from include.recommender.ranking import CatalogIndex, rank_catalog, ranking_metrics  # noqa: E402
 from include.recommender.snapshot import temporal_split  # noqa: E402
 from include.recommender.training import train_and_log  # noqa: E402
 
@@ -108,30 +111,29 @@ def reference_rankings(data) -> dict[str, float]:
 
     most_popular: training rating count alone; oracle_expected_rating: the true expected
     rating alone (what "ranking by the oracle" would naively mean); oracle_watch_and_like: the
-    ceiling the evaluation logs as oracle_ndcg_at_10.
+    ceiling the evaluation logs as oracle_ndcg_at_10. The same users as the evaluation's
+    (RankingProtocol's default), ranked a chunk of users at a time.
 
     :param data: synthetic data with its oracle.
     """
     train, holdout = temporal_split(data.ratings, 0.2)
     catalog = CatalogIndex.fit(train, data.movies)
-    users = np.sort(holdout["userId"].unique())
-    n_movies = len(catalog.movie_ids)
-    user_grid, movie_grid = np.repeat(users, n_movies), np.tile(catalog.movie_ids, len(users))
+    protocol = RankingProtocol()
+    users = protocol.users(holdout)
+    relevant = relevant_pairs(holdout[holdout["userId"].isin(users)])
+
+    def most_popular(_users: np.ndarray, movies: np.ndarray) -> np.ndarray:
+        return catalog.propensity[np.searchsorted(catalog.movie_ids, movies)]
+
     rankings = {
-        "most_popular": np.broadcast_to(catalog.propensity, (len(users), n_movies)),
-        "oracle_expected_rating": data.oracle.expected_rating(user_grid, movie_grid),
-        "oracle_watch_and_like": data.oracle.watch_and_like_score(user_grid, movie_grid),
+        "most_popular": most_popular,
+        "oracle_expected_rating": data.oracle.expected_rating,
+        "oracle_watch_and_like": data.oracle.watch_and_like_score,
     }
-    seen = catalog.seen_mask(users)
     out = {}
-    for name, scores in rankings.items():
-        scores = np.where(seen, -np.inf, np.asarray(scores).reshape(len(users), n_movies))
-        positions, valid = top_k_positions(scores, RANKING_K)
-        row, slot = np.nonzero(valid)
-        recs = pd.DataFrame(
-            {"userId": users[row], "movieId": catalog.movie_ids[positions[row, slot]], "rank": slot + 1}
-        )
-        metrics = ranking_metrics(recs, relevant_pairs(holdout), k=RANKING_K, catalog_size=n_movies)
+    for name, pair_score in rankings.items():
+        recs = rank_catalog(catalog, users, RANKING_K, pair_score, protocol.chunk_size(catalog))
+        metrics = ranking_metrics(recs, relevant, k=RANKING_K, catalog_size=len(catalog.movie_ids))
         out[name] = metrics[f"ndcg_at_{RANKING_K}"]
     return out
 
