@@ -2,8 +2,10 @@
 
 Each service runs in a session of its own (its own process group), logging to a file, with the
 marker variable ``MOVIE_RECOMMENDER_STACK=<state dir>`` in its environment. Stopping sends
-SIGTERM to the group, SIGKILL after the grace period, and then sweeps every process that still
-carries the marker (task processes of a scheduler or worker start sessions of their own).
+SIGTERM to the group, SIGKILL after the grace period, then to every process that descended from
+the service before the stop (task processes start sessions of their own), and sweeps every
+process that still carries the marker. Descendants are found by parent pid, not by the marker:
+setproctitle (Celery, Airflow's task runner) overwrites a process's environment area.
 """
 
 from __future__ import annotations
@@ -78,13 +80,71 @@ def sweep(marker_value: str, grace: float = 10.0, name: str = STACK_MARKER) -> l
     return pids
 
 
-def crash(service: str, stack_marker: str) -> list[int]:
-    """SIGKILL every process of one service, as when its container dies; return their pids."""
-    pids = [pid for pid in marked(f"{SERVICE_MARKER}={service}".encode())
-            if f"{STACK_MARKER}={stack_marker}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")]
-    for pid in pids:
+def crash(leader: int) -> list[int]:
+    """SIGKILL a service's leader and every process below it, as when its container dies."""
+    family = [leader, *descendants({leader})]
+    for pid in family:
         _signal(pid, signal.SIGKILL)
-    return pids
+    return family
+
+
+def descendants(roots: set[int]) -> dict[int, int]:
+    """The live processes below ``roots``: pid -> start time (a reused pid is never mistaken)."""
+    table = _process_table()
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in table.items():
+        children.setdefault(parent, []).append(pid)
+    found: dict[int, int] = {}
+    todo = list(roots)
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found[child] = table[child][1]
+                todo.append(child)
+    return found
+
+
+def with_start_times(pids: set[int]) -> dict[int, int]:
+    """pid -> start time for the live ones among ``pids`` (to compare with ``still_alive`` later)."""
+    table = _process_table()
+    return {pid: table[pid][1] for pid in pids if pid in table}
+
+
+def still_alive(family: dict[int, int]) -> list[int]:
+    """The processes of ``family`` alive now: same pid and same start time (not a reused pid)."""
+    table = _process_table()
+    return [pid for pid, started in family.items() if pid in table and table[pid][1] == started]
+
+
+def kill_leftovers(family: dict[int, int], grace: float = 10.0) -> list[int]:
+    """SIGTERM, then SIGKILL, to the processes of ``family`` (from ``descendants``) still alive."""
+    def alive_ones() -> list[int]:
+        return still_alive(family)
+
+    remaining = alive_ones()
+    for pid in remaining:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while remaining and time.monotonic() < deadline:
+        time.sleep(0.2)
+        remaining = alive_ones()
+    for pid in remaining:
+        _signal(pid, signal.SIGKILL)
+    return remaining
+
+
+def _process_table() -> dict[int, tuple[int, int]]:
+    """Every live process: pid -> (parent pid, start time in clock ticks); zombies left out."""
+    table = {}
+    for pid in _pids():
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[0] != "Z":
+            table[pid] = (int(fields[1]), int(fields[19]))
+    return table
 
 
 def marked(marker: bytes) -> list[int]:

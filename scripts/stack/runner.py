@@ -106,7 +106,8 @@ class Stack:
         state = self._read_state()
         if name not in state.get("services", {}):
             raise StackError(f"no service {name!r} in this stack: {', '.join(state.get('services', {}))}")
-        return processes.crash(name, str(self.state_dir))
+        leader = state["services"][name].get("pid")
+        return processes.crash(leader) if leader and processes.alive(leader) else []
 
     def restart(self, name: str, timeout: float = 300.0, crash: bool = False) -> float:
         """Stop one long-running service (or crash it: SIGKILL) and start it again; return seconds."""
@@ -137,12 +138,14 @@ class Stack:
         if not state:
             return []
         forced = []
+        family = processes.descendants({e["pid"] for e in state["services"].values() if e.get("pid")})
         for name in reversed(state.get("order", [])):
             entry = state["services"].get(name, {})
             if entry.get("kind") == "postgres":
                 continue
             if entry.get("pid") and processes.stop_group(entry["pid"], grace):
                 forced.append(name)
+        forced += [f"pid {pid}" for pid in processes.kill_leftovers(family)]
         forced += [f"pid {pid}" for pid in processes.sweep(str(self.state_dir))]
         for name in state.get("order", []):
             if state["services"][name].get("kind") == "postgres":

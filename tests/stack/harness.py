@@ -102,6 +102,8 @@ class ComposeStack:
         return processes.tail(self.state_dir / "logs" / f"{service}.log", lines)
 
     def diagnostics(self) -> str:
+        if not (self.state_dir / "stack.json").exists():
+            return f"(the stack's state in {self.state_dir} is gone)"
         parts = [f"--- {name}\n{self.logs(name, 25)}" for name in self.state["services"]]
         task_logs = sorted((self.state_dir / "volumes" / "airflow-logs").glob("dag_id=*/**/*.log"), key=lambda p: p.stat().st_mtime)
         parts += [f"--- task log {p.relative_to(self.state_dir)}\n{processes.tail(p, 25)}" for p in task_logs[-5:]]
@@ -139,7 +141,7 @@ def start_stack(root: Path, overrides: dict[str, str], up_args: list[str]) -> Co
 
 @contextmanager
 def running_stack(request, prefix: str, overrides: dict[str, str], up_args: list[str]) -> Iterator[ComposeStack]:
-    """A stack for a package's tests: stopped (``down --purge``) afterwards, also on failure; its
+    """A stack for a package's tests: stopped (``down``) afterwards, also on failure; its
     files are kept when a test failed or a process survived ``down``."""
     root = Path(tempfile.mkdtemp(prefix=prefix))
     failed_before = request.session.testsfailed
@@ -151,15 +153,21 @@ def running_stack(request, prefix: str, overrides: dict[str, str], up_args: list
             shutil.rmtree(root, ignore_errors=True)
         else:
             print(f"\ncompose stack files kept in {root}")
-        assert not survivors, f"processes of the stack survived `down`: {survivors}"
+        assert not survivors, "processes of the stack survived `down`: " + "; ".join(
+            f"{pid} {Path(f'/proc/{pid}/cmdline').read_bytes()[:120]!r}" for pid in survivors if Path(f"/proc/{pid}").exists())
 
 
-def stop_stack(stack_or_state: ComposeStack | Path) -> list[int]:
-    """``down --purge``; return the pids of stack processes still alive afterwards."""
-    state_dir = stack_or_state.state_dir if isinstance(stack_or_state, ComposeStack) else stack_or_state
-    down = run_runner(state_dir, "down", "--purge", timeout=300)
+def stop_stack(state_dir: Path) -> list[int]:
+    """``down``; return the pids of stack processes still alive afterwards (those that
+    carry the stack's marker, and every process that descended from a service before)."""
+    state = json.loads((state_dir / "stack.json").read_text())
+    leaders = {e["pid"] for e in state["services"].values() if e.get("pid")}
+    family = {**processes.descendants(leaders), **processes.with_start_times(leaders)}
+    # Data and logs kept: the caller deletes them, or keeps them when a test failed.
+    down = run_runner(state_dir, "down", timeout=300)
     assert down.returncode == 0, down.stdout
-    return processes.marked(f"{processes.STACK_MARKER}={state_dir}".encode())
+    alive = set(processes.still_alive(family))
+    return sorted(alive | set(processes.marked(f"{processes.STACK_MARKER}={state_dir}".encode())))
 
 
 def wait_until(what: str, probe: Callable[[], T | None], timeout: float, stack: ComposeStack, interval: float = 3.0) -> T:

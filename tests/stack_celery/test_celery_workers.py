@@ -9,11 +9,9 @@ retries it, and the other worker finishes the run with exactly one registered ve
 from __future__ import annotations
 
 import time
-from pathlib import Path
-
 import pytest
 
-from scripts.stack.processes import SERVICE_MARKER
+from scripts.stack.processes import descendants
 from tests.stack.conftest import TIMINGS
 from tests.stack.harness import DAG_ID, RUN_CONF, run_finished, wait_until
 
@@ -22,19 +20,13 @@ MODEL = "stack_celery_recommender"
 RUN_TIMEOUT = 1200
 
 
-def service_running(ti_id: str) -> str | None:
-    """The stack service whose process runs a task instance (its process title carries the id)."""
-    prefix = f"{SERVICE_MARKER}=".encode()
-    for entry in Path("/proc").iterdir():
-        try:
-            if not entry.name.isdigit() or ti_id.encode() not in (entry / "cmdline").read_bytes():
-                continue
-            environ = (entry / "environ").read_bytes().split(b"\0")
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-        found = next((item[len(prefix):].decode() for item in environ if item.startswith(prefix)), None)
-        if found:
-            return found
+def service_running(stack, pid: int | None) -> str | None:
+    """The stack service whose process tree holds ``pid`` (a task process of a worker)."""
+    if not pid:
+        return None
+    for name, entry in stack.state["services"].items():
+        if entry.get("pid") and pid in descendants({entry["pid"]}):
+            return name
     return None
 
 
@@ -47,7 +39,7 @@ def test_a_worker_killed_during_train_loses_nothing_and_registers_one_version(co
 
     def training_worker():
         train = api.task_instances(DAG_ID, run_id).get("train") or {}
-        return train.get("state") == "running" and service_running(train["id"])
+        return train.get("state") == "running" and service_running(compose_stack, train.get("pid"))
 
     worker = wait_until("train to run on a worker", training_worker, RUN_TIMEOUT, compose_stack, interval=1.0)
     assert worker.startswith("airflow-worker-"), worker
@@ -57,7 +49,7 @@ def test_a_worker_killed_during_train_loses_nothing_and_registers_one_version(co
     def retried_on():
         train = api.task_instances(DAG_ID, run_id).get("train") or {}
         if train.get("try_number", 1) >= 2 and train.get("state") in ("running", "success"):
-            return service_running(train["id"]) or train["state"]
+            return service_running(compose_stack, train.get("pid")) or train["state"]
         return None
 
     retry = wait_until("train to be retried", retried_on, RUN_TIMEOUT, compose_stack, interval=1.0)
