@@ -63,8 +63,11 @@ class PrivatePostgres:
                            "-o", options, "-w", "-t", "120", "start"])
 
     def stop(self, mode: str = "fast") -> None:
-        if (self.data_dir / "postmaster.pid").exists():
-            self._as_postgres([str(POSTGRES_BIN / "pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "stop"], check=False)
+        for attempt in (mode, "immediate"):
+            if not (self.data_dir / "postmaster.pid").exists():
+                return
+            self._as_postgres([str(POSTGRES_BIN / "pg_ctl"), "-D", str(self.data_dir), "-m", attempt, "-w", "-t", "60", "stop"],
+                              check=False)
 
     def run_init_scripts(self, scripts: list[Path], env: dict[str, str]) -> None:
         """Run the initdb.d files in name order, as the image does, against the socket."""

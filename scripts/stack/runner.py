@@ -138,19 +138,22 @@ class Stack:
         if not state:
             return []
         forced = []
-        family = processes.descendants({e["pid"] for e in state["services"].values() if e.get("pid")})
+        # PostgreSQL's own children are left to pg_ctl: a signal to one of them makes the
+        # postmaster restart it (crash recovery) instead of shutting down.
+        family = processes.descendants({e["pid"] for e in state["services"].values()
+                                        if e.get("pid") and e.get("kind") != "postgres"})
         for name in reversed(state.get("order", [])):
             entry = state["services"].get(name, {})
             if entry.get("kind") == "postgres":
                 continue
             if entry.get("pid") and processes.stop_group(entry["pid"], grace):
                 forced.append(name)
-        forced += [f"pid {pid}" for pid in processes.kill_leftovers(family)]
-        forced += [f"pid {pid}" for pid in processes.sweep(str(self.state_dir))]
         for name in state.get("order", []):
             if state["services"][name].get("kind") == "postgres":
                 self.plan()
                 standins.postgres_cluster(self.services[name], self.state_dir).stop()
+        forced += [f"pid {pid}" for pid in processes.kill_leftovers(family)]
+        forced += [f"pid {pid}" for pid in processes.sweep(str(self.state_dir))]
         state["services"] = {n: {**e, "pid": None} for n, e in state["services"].items()}
         (self.state_dir / STATE_FILE).write_text(json.dumps({**state, "stopped": True}, indent=2))
         return forced
