@@ -24,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from scripts.stack.processes import _process_table, descendants as _descendants
 from tests.airflow_services.rest import AirflowApi
 
 REPO = Path(__file__).resolve().parents[2]
@@ -355,39 +356,6 @@ def _signal(pid: int, sig: int) -> None:
         os.kill(pid, sig)
     except ProcessLookupError:
         pass
-
-
-def _process_table() -> dict[int, tuple[int, int]]:
-    """Every live process: pid -> (parent pid, start time in clock ticks); zombies left out."""
-    table = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-        except (FileNotFoundError, PermissionError, ProcessLookupError):
-            continue
-        # The fields after "(command)": state, ppid, ..., starttime (the 20th).
-        fields = stat[stat.rindex(")") + 2 :].split()
-        if fields[0] != "Z":
-            table[int(entry.name)] = (int(fields[1]), int(fields[19]))
-    return table
-
-
-def _descendants(roots: set[int]) -> dict[int, int]:
-    """The processes below ``roots``: pid -> start time (so a reused pid is never mistaken)."""
-    table = _process_table()
-    children: dict[int, list[int]] = {}
-    for pid, (parent, _) in table.items():
-        children.setdefault(parent, []).append(pid)
-    found: dict[int, int] = {}
-    todo = list(roots)
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found[child] = table[child][1]
-                todo.append(child)
-    return found
 
 
 def _pids_with_env(marker: bytes) -> list[int]:
