@@ -18,7 +18,7 @@ from typing import Any
 
 from scripts.stack import images
 from scripts.stack.compose import Dockerfile, dockerfile_of, unescape
-from scripts.stack.processes import SERVICE_MARKER, STACK_MARKER
+from scripts.stack.processes import STACK_MARKER
 from scripts.stack.translate import LOOPBACK, PortTable, RootFs
 
 # Ports the stand-ins listen on inside their containers.
@@ -146,7 +146,8 @@ def _rootfs(replica: str, service: dict[str, Any], dockerfile: Dockerfile | None
     for volume in service.get("volumes") or []:
         target = volume["target"]
         source = Path(volume["source"]) if volume["type"] == "bind" else state_dir / "volumes" / volume["source"]
-        source.mkdir(parents=True, exist_ok=True) if volume["type"] != "bind" else None
+        if volume["type"] != "bind":
+            source.mkdir(parents=True, exist_ok=True)
         _link(rootfs.path(target), source)
         rootfs.prefixes.add(target)
     for target, source in (dockerfile.copies if dockerfile else {}).items():
@@ -194,7 +195,6 @@ def _environment(replica: str, service: dict[str, Any], dockerfile: Dockerfile |
         "HOSTNAME": hostname,
         "PYTHONUNBUFFERED": "1",
         STACK_MARKER: str(state_dir),
-        SERVICE_MARKER: replica,
     })
     return env
 

@@ -17,8 +17,6 @@ import time
 from pathlib import Path
 
 STACK_MARKER = "MOVIE_RECOMMENDER_STACK"
-# Which service a process belongs to (task processes of a worker included): what a container is.
-SERVICE_MARKER = "MOVIE_RECOMMENDER_STACK_SERVICE"
 
 
 def start(command: list[str], env: dict[str, str], log_path: Path, cwd: Path) -> subprocess.Popen:
@@ -65,9 +63,9 @@ def group_alive(pgid: int) -> bool:
     return any(_pgid_of(pid) == pgid for pid in _pids())
 
 
-def sweep(marker_value: str, grace: float = 10.0, name: str = STACK_MARKER) -> list[int]:
-    """Stop every process whose environment carries the marker; return those killed hard."""
-    marker = f"{name}={marker_value}".encode()
+def sweep(marker_value: str, grace: float = 10.0) -> list[int]:
+    """Stop every process whose environment carries the stack marker; return those killed hard."""
+    marker = f"{STACK_MARKER}={marker_value}".encode()
     pids = marked(marker)
     for pid in pids:
         _signal(pid, signal.SIGTERM)
