@@ -50,6 +50,28 @@ PREVIOUS_CHAMPION_VERSION = "previous_champion_version"
 ARCHIVED_TIMESTAMP = "archived_timestamp"
 
 NO_BASELINE = "none"
+# Evidence written by validation beside the per-metric tags.
+VALIDATION_SUMMARY = "validation_summary"
+VALIDATION_IMPROVEMENT = "validation_improvement"
+VALIDATION_POLICY_OVERRIDES = "validation_policy_overrides"
+
+# Rollback
+ROLLED_BACK_BY = "rolled_back_by"
+ROLLBACK_REASON = "rollback_reason"
+ROLLBACK_TIMESTAMP = "rollback_timestamp"
+ROLLED_BACK_FROM_VERSION = "rolled_back_from_version"
+
+# The holdout metrics a version is judged on, logged by the log step, tagged by validation,
+# charted, compared by the monitor and listed by the CLI: all fractions in [0, 1].
+EVIDENCE_METRICS = ("accuracy", "precision", "recall", "f1_score", "roc_auc")
+
+# What the retrain DAG can train; include.recommender.models builds them (a test keeps the two
+# in step). Here so DAG files can list them at parse time without importing scikit-learn.
+MODEL_TYPES = ("hist_gradient_boosting", "logistic_regression", "torch_ncf", "popularity")
+
+# A registered-model name every channel accepts: a letter, then letters, digits, . _ - (no
+# slashes, quotes or spaces). JSON Schema for DAG params, and names.check_model_name's rule.
+MODEL_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9._-]{0,127}$"
 
 
 class ValidationStatus(str, Enum):

@@ -27,8 +27,7 @@ from airflow.sdk.exceptions import AirflowFailException, TaskAwaitingInput
 
 from mlflow_governance.audit import AUDIT_CONN_ID, audit_context, audit_trail
 from mlflow_governance.hooks import GOVERNANCE_CONN_ID, MlflowHook
-from mlflow_governance.operators import load_policy
-from mlflow_governance.sensors import approval_timeout
+from mlflow_governance.common import approval_timeout, load_policy
 
 if TYPE_CHECKING:
     from include.governance.policy import ApprovalPolicy

@@ -19,26 +19,19 @@ from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
 from mlflow_governance.audit import AUDIT_CONN_ID, audit_context, audit_trail
+from mlflow_governance.common import PROMOTION_POOL, load_policy
 from mlflow_governance.hooks import GOVERNANCE_CONN_ID, MlflowHook, runs_as_connection_identity
 
-
-def load_policy(policy_path: str | None, overrides: dict[str, Any] | None, approval_mode: str | None = None):
-    """The governance policy with this run's overrides applied (errors fail the task for good)."""
-    from include.governance.policy import GovernancePolicy, PolicyError
-
-    merged = dict(overrides or {})
-    if approval_mode:
-        merged["mode"] = approval_mode
-    try:
-        return GovernancePolicy.load(policy_path or None).with_overrides(merged)
-    except PolicyError as exc:
-        raise AirflowFailException(f"Invalid governance policy: {exc}") from exc
-
-
-# Moves of @champion run one at a time across all DAG runs (promote and rollback). The pool must
-# exist where the scheduler runs: `airflow pools set model_promotion 1 ...` (make airflow-ui,
-# scripts/demo.py and docker/airflow/init.sh create it); tasks in a missing pool never start.
-PROMOTION_POOL = "model_promotion"
+__all__ = [
+    "PROMOTION_POOL",
+    "load_policy",
+    "PlanRollbackOperator",
+    "PromoteModelVersionOperator",
+    "RegisterModelVersionOperator",
+    "RequestApprovalOperator",
+    "RollbackModelOperator",
+    "ValidateModelVersionOperator",
+]
 
 
 class _MlflowRegistryOperator(BaseOperator):

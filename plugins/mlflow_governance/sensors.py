@@ -12,20 +12,7 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
 from mlflow_governance.audit import AUDIT_CONN_ID, audit_context, audit_trail
 from mlflow_governance.hooks import GOVERNANCE_CONN_ID, MlflowHook, runs_as_connection_identity
-from mlflow_governance.operators import load_policy
-
-
-def approval_timeout(value: float | str | None) -> float | None:
-    """Minutes from a rendered ``approval_timeout_minutes`` (None when unset); bad values fail the task."""
-    if value in (None, ""):
-        return None
-    try:
-        minutes = float(value)
-    except (TypeError, ValueError):
-        raise AirflowFailException(f"approval_timeout_minutes={value!r} is not a number") from None
-    if minutes <= 0:
-        raise AirflowFailException(f"approval_timeout_minutes must be positive, got {minutes}")
-    return minutes
+from mlflow_governance.common import approval_timeout, load_policy
 
 
 class ModelVersionApprovalSensor(BaseSensorOperator):
