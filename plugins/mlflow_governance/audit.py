@@ -1,8 +1,8 @@
 """The audit sink for Airflow tasks: where governance events are appended, and who acts.
 
-Where the audit table lives follows ``include.governance.audit_db``, the rules the reviewer CLI
-follows too: the Airflow connection ``audit_db`` (type postgres; its engine comes from the
-Postgres provider's hook) when it exists; otherwise the SQLite file named by
+Where the audit table lives follows ``include.governance.audit.location``, the rules the
+reviewer CLI follows too: the Airflow connection ``audit_db`` (type postgres; its engine comes
+from the Postgres provider's hook) when it exists; otherwise the SQLite file named by
 ``MOVIE_RECOMMENDER_AUDIT_DB``, else ``$AIRFLOW_HOME/governance_audit.db``.
 """
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
     from include.governance.audit import AuditContext, AuditLog, AuditTrail
-    from include.governance.audit_db import AuditLocation
+    from include.governance.audit.location import AuditLocation
 
 AUDIT_CONN_ID = "audit_db"
 # Who a DAG event is attributed to when the run has no triggering user (a scheduled run); the
@@ -34,7 +34,7 @@ def audit_log(conn_id: str = AUDIT_CONN_ID) -> "AuditLog":
     :param conn_id: the Airflow connection of the audit database (type postgres).
     """
     from include.governance.audit import AuditError, AuditLog
-    from include.governance.audit_db import resolve_audit_location
+    from include.governance.audit.location import resolve_audit_location
 
     try:
         conn = BaseHook.get_connection(conn_id)

@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from include.governance import lifecycle as lc
-from include.governance.audit_db import connection_from_environment, resolve_audit_location
+from include.governance import audit, audit_db
 from include.governance.audit import (
     AuditContext,
     AuditError,
@@ -21,7 +21,9 @@ from include.governance.audit import (
     AuditTrail,
     EventType,
     approval_events,
+    connection_from_environment,
     promotion_events,
+    resolve_audit_location,
     review_event,
 )
 
@@ -236,3 +238,11 @@ def test_writers_starting_together_on_a_new_sqlite_file_all_succeed(tmp_path):
     with ThreadPoolExecutor(6) as pool:
         assert list(pool.map(write, range(6))) == [True] * 6
     assert sorted(e.dedup_key for e in AuditLog(url).events()) == [f"k{n}" for n in range(6)]
+
+
+def test_the_old_audit_db_module_names_the_same_location_rules():
+    # The reviewer CLI and older scripts import include.governance.audit_db: it must stay the
+    # package's location module, not a copy that could drift.
+    assert audit_db.__all__ and set(audit_db.__all__) <= set(audit.__all__)
+    for name in audit_db.__all__:
+        assert getattr(audit_db, name) is getattr(audit, name), name
