@@ -30,7 +30,7 @@ TIMINGS: dict[str, float] = {}
 
 # Package scope: starting a stack costs tens of seconds, so the package's tests share one (they
 # keep apart by model name); it stops when the package is done, not idling through the rest of
-# the suite. A package that imports this fixture (tests/reliability) gets its own stack.
+# the suite. The scheduler-kill scenario runs here too, last, rather than on a stack of its own.
 @pytest.fixture(scope="package")
 def airflow_stack(request):
     """A migrated PostgreSQL database, the four services running, the retrain DAG parsed.
