@@ -44,6 +44,10 @@ REVIEWER_USER = "alice"
 APPROVAL_POKE_SECONDS = 20
 # What the scheduler logs when it fails a task over a late executor event (apache/airflow#71172).
 STALE_EVENT_MESSAGE = "but the task instance's state attribute is"
+# What it logs once it has handled the end of a task's process; answering a paused task before
+# that makes Airflow 3.3.2 fail the resumed task over the late event (apache/airflow#71172).
+EXECUTOR_EVENT = "Received executor event with state success for task instance"
+AFTER_EXECUTOR_EVENT_SECONDS = 2
 
 T = TypeVar("T")
 
@@ -109,6 +113,22 @@ class AirflowStack:
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{self.diagnostics()}")
             time.sleep(interval)
+
+    def scheduler_log(self) -> Path:
+        """The scheduler's output: its own log, or the one output of ``airflow standalone``."""
+        return next((s.log_path for s in self.services if s.name == "scheduler"), self.services[0].log_path)
+
+    def wait_for_executor_events(self, run_id: str, task_id: str, count: int, timeout: float = 120) -> None:
+        """Wait until the scheduler has handled ``count`` ends of the task's processes (as it logs
+        them), so that an answer to the paused task cannot race the last one."""
+        needle = f"task_id='{task_id}', run_id='{run_id}'"
+
+        def handled():
+            lines = self.scheduler_log().read_text(errors="replace").splitlines()
+            return sum(EXECUTOR_EVENT in line and needle in line for line in lines) >= count
+
+        self.wait_until(f"the scheduler to handle end #{count} of {task_id}", handled, timeout)
+        time.sleep(AFTER_EXECUTOR_EVENT_SECONDS)
 
     def stale_event_failures(self) -> list[str]:
         """Scheduler log lines where a task was failed over a late executor event."""

@@ -146,7 +146,7 @@ def test_a_hitl_answer_through_the_rest_api_lands_on_the_version(airflow_stack):
     # A person answers after seconds, not within one: answering before the scheduler has handled
     # the pausing process's executor event makes Airflow 3.3.2 fail the resumed task over the
     # late event (the race of apache/airflow#71172, seen here with the task resumed to queued).
-    time.sleep(15)
+    stack.wait_for_executor_events(run_id, "review_in_airflow", 1)
     reviewer = AirflowApi.login(stack.base_url, REVIEWER_USER, stack.passwords[REVIEWER_USER])
     try:
         answered = reviewer.answer_hitl(DAG_ID, run_id, "review_in_airflow", ["Approve"], {"notes": "ranking looks right"})

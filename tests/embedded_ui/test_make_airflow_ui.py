@@ -51,10 +51,6 @@ ADMIN, REVIEWER = "admin", "reviewer"
 SHORT_APPROVAL_TIMEOUT_MINUTES = 0.01
 START_TIMEOUT = 300
 RUN_TIMEOUT = 420
-# Answering before the scheduler has handled the parked task's executor event makes Airflow 3.3.2
-# fail the resumed task over the late event (apache/airflow#71172); a person takes longer anyway.
-EXECUTOR_EVENT = "Received executor event with state success for task instance"
-AFTER_EXECUTOR_EVENT_SECONDS = 2
 FINISHED = ("success", "failed")
 
 
@@ -84,19 +80,6 @@ class AirflowUi:
 
     def hitl_detail(self, run_id: str, task_id: str) -> dict:
         return self.admin.request("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/-1/hitlDetails")
-
-    def wait_for_executor_events(self, run_id: str, task_id: str, count: int) -> None:
-        """Wait until the scheduler has handled ``count`` ends of the task's processes (as it logs
-        them to the target's output), so an answer cannot race the last one."""
-        needle = f"task_id='{task_id}', run_id='{run_id}'"
-        output = self.stack.services[0].log_path
-
-        def handled():
-            lines = output.read_text(errors="replace").splitlines()
-            return sum(EXECUTOR_EVENT in line and needle in line for line in lines) >= count
-
-        self.stack.wait_until(f"the scheduler to handle end #{count} of {task_id}", handled, 120)
-        time.sleep(AFTER_EXECUTOR_EVENT_SECONDS)
 
 
 def clean_environment() -> dict[str, str]:
@@ -237,7 +220,7 @@ def test_the_submitters_hitl_answer_is_refused_and_asked_again_then_the_reviewer
     reason = f"{ADMIN} submitted this version and cannot also approve it"
     assert reason in ui.hitl_detail(run_id, "review_in_airflow")["body"]
 
-    ui.wait_for_executor_events(run_id, "review_in_airflow", 1)
+    ui.stack.wait_for_executor_events(run_id, "review_in_airflow", 1)
     answered = ui.admin.answer_hitl(DAG_ID, run_id, "review_in_airflow", ["Approve"], {"notes": "my own model"})
     assert answered["chosen_options"] == ["Approve"]  # Airflow takes the answer; the policy refuses it
     refused_at = time.monotonic()
@@ -261,7 +244,7 @@ def test_the_submitters_hitl_answer_is_refused_and_asked_again_then_the_reviewer
     tags = ui.mlflow.get_model_version(MODEL, version).tags
     assert tags[lc.APPROVAL_STATUS] == "pending" and lc.APPROVED_BY not in tags, tags
 
-    ui.wait_for_executor_events(run_id, "review_in_airflow", 2)
+    ui.stack.wait_for_executor_events(run_id, "review_in_airflow", 2)
     ui.reviewer.answer_hitl(DAG_ID, run_id, "review_in_airflow", ["Approve"], {"notes": "holdout looks right"})
     answered_at = time.monotonic()
     run = ui.wait_for_run(run_id)
