@@ -1,4 +1,7 @@
-"""Where the audit table lives: kept for importers of the old name; see ``include.governance.audit.location``."""
+"""Where the audit table lives, under its old name: the names of ``include.governance.audit.location``.
+
+Kept because the reviewer CLI and older scripts import it; it defines nothing of its own.
+"""
 
 from include.governance.audit.errors import AuditError
 from include.governance.audit.location import (
