@@ -16,6 +16,7 @@ import json
 import math
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
+from include.recommender.data_snapshot import load_snapshot
 from include.recommender.features import LABEL_THRESHOLD, labels
 from include.recommender.holdout_metrics import (
     LATENCY_REQUEST_ROWS,
@@ -169,47 +171,105 @@ def evaluate_and_log(
     # behind runs:/<id>/model with a client on the global URI (ModelsArtifactRepository).
     with tracking_uri_scope(tracking_uri), tempfile.TemporaryDirectory(prefix="evaluation-") as tmp:
         client = MlflowClient()
-        run = client.get_run(run_id)
-        _check_same_data(run, data_fingerprint, holdout_fraction)
+        _check_same_data(client.get_run(run_id), data_fingerprint, holdout_fraction)
         train, holdout = temporal_split(snapshot, holdout_fraction)
         model_dir = mlflow.artifacts.download_artifacts(
             f"runs:/{run_id}/{MODEL_NAME_IN_RUN}", dst_path=str(Path(tmp) / "model")
         )
-        model = mlflow.pyfunc.load_model(model_dir)
-        pairs = holdout[list(INPUT_COLUMNS)].reset_index(drop=True)
-        started = time.perf_counter()
-        y_prob = np.asarray(model.predict(pairs), dtype=np.float64).ravel()
-        predict_seconds = time.perf_counter() - started
-        y_true = labels(holdout)
-        metrics = classification_metrics(y_true, y_prob)
-
-        catalog = CatalogIndex.fit(train, data.movies)
-        ranking, recommendations = model_ranking_metrics(
-            model, catalog, holdout, y_prob, protocol=protocol
-        )
-        metrics.update(ranking)
-        if data.oracle is not None:
-            metrics.update(oracle_ranking_metrics(data.oracle, catalog, holdout, protocol=protocol))
-            ceiling = metrics[f"oracle_ndcg_at_{RANKING_K}"]
-            if ceiling > 0:
-                metrics["ndcg_share_of_oracle"] = metrics[f"ndcg_at_{RANKING_K}"] / ceiling
-        metrics.update(inference_latency_ms(model, pairs))
-        metrics["model_size_bytes"] = float(_directory_bytes(Path(model_dir)))
-        bad = [name for name, value in metrics.items() if not math.isfinite(value)]
+        scored = _score_holdout(mlflow.pyfunc.load_model(model_dir), train, holdout, data, protocol)
+        scored.metrics["model_size_bytes"] = float(_directory_bytes(Path(model_dir)))
+        bad = [name for name, value in scored.metrics.items() if not math.isfinite(value)]
         if bad:
-            raise ValueError(f"metric(s) {bad} are not finite: {metrics}")
-
+            raise ValueError(f"metric(s) {bad} are not finite: {scored.metrics}")
         now = int(time.time() * 1000)
-        client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()])
-        report = _report(metrics, y_true, y_prob, train, holdout, data_fingerprint, predict_seconds)
-        report["ranking"] = _ranking_report(recommendations, holdout, catalog, protocol)
-        report_path = Path(tmp) / "report.json"
-        report_path.write_text(json.dumps(report, indent=2, sort_keys=True))
-        roc_path = Path(tmp) / "roc_curve.png"
-        _roc_png(y_true, y_prob, metrics["roc_auc"], roc_path)
-        client.log_artifact(run_id, str(report_path), artifact_path=REPORT_DIR)
-        client.log_artifact(run_id, str(roc_path), artifact_path=REPORT_DIR)
-    return metrics
+        client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in scored.metrics.items()])
+        _log_reports(client, run_id, Path(tmp), scored, train, holdout, data_fingerprint, protocol)
+    return scored.metrics
+
+
+def evaluate_run_snapshot(
+    *,
+    run_id: str,
+    data_fingerprint: str,
+    cutoff: datetime | None,
+    holdout_fraction: float = 0.2,
+    tracking_uri: str | None,
+    ranking_protocol: RankingProtocol | None = None,
+) -> dict[str, float]:
+    """``evaluate_and_log`` on the data snapshot the run kept, never on the source again.
+
+    Raises SnapshotError (naming the run and the fingerprints) when the snapshot is missing,
+    altered, or holds other ratings than data_fingerprint names.
+
+    :param run_id: the training run (trained with ``keep_snapshot``).
+    :param data_fingerprint: the fingerprint training reported for the run.
+    :param cutoff: the cutoff the run was trained with.
+    :param holdout_fraction: the holdout fraction the run was trained with.
+    :param tracking_uri: MLflow tracking URI; None uses the process's current one.
+    :param ranking_protocol: as for ``evaluate_and_log``.
+    """
+    with tracking_uri_scope(tracking_uri), tempfile.TemporaryDirectory(prefix="snapshot-") as tmp:
+        data = load_snapshot(MlflowClient(), run_id, data_fingerprint, Path(tmp))
+    return evaluate_and_log(
+        run_id=run_id, data=data, cutoff=cutoff, holdout_fraction=holdout_fraction,
+        tracking_uri=tracking_uri, ranking_protocol=ranking_protocol,
+    )
+
+
+@dataclass
+class _HoldoutScores:
+    """What scoring the holdout produced, for the metrics and the report."""
+
+    metrics: dict[str, float]
+    y_true: np.ndarray
+    y_prob: np.ndarray
+    predict_seconds: float
+    catalog: CatalogIndex
+    recommendations: pd.DataFrame
+
+
+def _score_holdout(
+    model: Any, train: pd.DataFrame, holdout: pd.DataFrame, data: MovieLensData, protocol: RankingProtocol
+) -> _HoldoutScores:
+    """Classification, ranking, oracle and latency metrics of model on the holdout."""
+    pairs = holdout[list(INPUT_COLUMNS)].reset_index(drop=True)
+    started = time.perf_counter()
+    y_prob = np.asarray(model.predict(pairs), dtype=np.float64).ravel()
+    predict_seconds = time.perf_counter() - started
+    y_true = labels(holdout)
+    metrics = classification_metrics(y_true, y_prob)
+    catalog = CatalogIndex.fit(train, data.movies)
+    ranking, recommendations = model_ranking_metrics(model, catalog, holdout, y_prob, protocol=protocol)
+    metrics.update(ranking)
+    if data.oracle is not None:
+        metrics.update(oracle_ranking_metrics(data.oracle, catalog, holdout, protocol=protocol))
+        ceiling = metrics[f"oracle_ndcg_at_{RANKING_K}"]
+        if ceiling > 0:
+            metrics["ndcg_share_of_oracle"] = metrics[f"ndcg_at_{RANKING_K}"] / ceiling
+    metrics.update(inference_latency_ms(model, pairs))
+    return _HoldoutScores(metrics, y_true, y_prob, predict_seconds, catalog, recommendations)
+
+
+def _log_reports(
+    client: MlflowClient,
+    run_id: str,
+    tmp: Path,
+    scored: _HoldoutScores,
+    train: pd.DataFrame,
+    holdout: pd.DataFrame,
+    data_fingerprint: str,
+    protocol: RankingProtocol,
+) -> None:
+    """Write the report JSON and the ROC PNG and log both under REPORT_DIR."""
+    report = _report(scored.metrics, scored.y_true, scored.y_prob, train, holdout, data_fingerprint,
+                     scored.predict_seconds)
+    report["ranking"] = _ranking_report(scored.recommendations, holdout, scored.catalog, protocol)
+    report_path = tmp / "report.json"
+    report_path.write_text(json.dumps(report, indent=2, sort_keys=True))
+    roc_path = tmp / "roc_curve.png"
+    _roc_png(scored.y_true, scored.y_prob, scored.metrics["roc_auc"], roc_path)
+    client.log_artifact(run_id, str(report_path), artifact_path=REPORT_DIR)
+    client.log_artifact(run_id, str(roc_path), artifact_path=REPORT_DIR)
 
 
 def _directory_bytes(directory: Path) -> int:

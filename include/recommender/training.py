@@ -30,6 +30,7 @@ from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
+from include.recommender.data_snapshot import log_snapshot
 from include.recommender.fitting import FittedModel, fit_model
 from include.recommender.models import SKLEARN_MODEL_TYPES, build_estimator, effective_hyperparameters
 from include.recommender.pyfunc import DEFAULT_PARAMS, INPUT_COLUMNS
@@ -52,12 +53,14 @@ class TrainingResult:
     :param model_uri: ``models:/m-<id>`` URI of the logged model; register this one.
     :param data_fingerprint: fingerprint of the cutoff snapshot the run trained on.
     :param training_seconds: wall time of feature building plus estimator fitting.
+    :param snapshot_path: the run's artifact directory holding the snapshot (None: not kept).
     """
 
     run_id: str
     model_uri: str
     data_fingerprint: str
     training_seconds: float
+    snapshot_path: str | None = None
 
 
 # The fluent API's URI is one per process: a scope holds it until it has restored the caller's.
@@ -238,6 +241,7 @@ def train_and_log(
     run_tags: dict[str, str],
     holdout_fraction: float = 0.2,
     artifact_location: str | None = None,
+    keep_snapshot: bool = True,
 ) -> TrainingResult:
     """Fit model_type on the training part of the cutoff snapshot; log everything to one run.
 
@@ -253,6 +257,8 @@ def train_and_log(
     :param run_tags: tags set on the run (e.g. airflow_dag_id, airflow_run_id, submitted_by).
     :param holdout_fraction: latest share of the snapshot kept out of training for evaluation.
     :param artifact_location: artifact root used when the experiment has to be created.
+    :param keep_snapshot: keep the cutoff snapshot in the run's artifacts (``data_snapshot``),
+        so the evaluation reads exactly these rows (``evaluate_run_snapshot``).
     """
     effective = effective_hyperparameters(model_type, hyperparameters)
     if model_type in SKLEARN_MODEL_TYPES:
@@ -263,45 +269,65 @@ def train_and_log(
         experiment_id = ensure_experiment(client, experiment_name, artifact_location)
         # The context manager ends the run FAILED (and re-raises) on any exception inside.
         with mlflow.start_run(experiment_id=experiment_id, tags=dict(run_tags)) as run:
-            run_id = run.info.run_id
             snapshot = ratings_before(data.ratings, cutoff)
             data_fingerprint = fingerprint(snapshot)
-            train, holdout = temporal_split(snapshot, holdout_fraction)
+            snapshot_path = None
+            if keep_snapshot:
+                kept = MovieLensData(ratings=snapshot, movies=data.movies, source=data.source, oracle=data.oracle)
+                snapshot_path = log_snapshot(client, run.info.run_id, kept, data_fingerprint)
             mlflow.log_params(params)
-            with tempfile.TemporaryDirectory(prefix="model-files-") as workdir:
-                started = time.perf_counter()
-                fitted = fit_model(model_type, effective, train, data.movies, Path(workdir))
-                training_seconds = time.perf_counter() - started
-                mlflow.log_params(
-                    dataset_params(
-                        data=data,
-                        snapshot=snapshot,
-                        train=train,
-                        holdout=holdout,
-                        cutoff=cutoff,
-                        holdout_fraction=holdout_fraction,
-                        data_fingerprint=data_fingerprint,
-                        feature_count=fitted.feature_count,
-                    )
-                )
-                mlflow.log_metrics(
-                    {
-                        **fitted.metrics,
-                        "training_time_seconds": training_seconds,
-                        # The seed also keeps these sizes as metrics (besides the params).
-                        "dataset_train_size": float(len(train)),
-                        "dataset_test_size": float(len(holdout)),
-                        "dataset_feature_count": float(fitted.feature_count),
-                    }
-                )
-                _log_curves(client, run_id, fitted.curves)
-                model_info = _log_model(fitted, train)
+            model_uri, training_seconds = _fit_and_log(
+                client, run.info.run_id, model_type, effective, data, snapshot, cutoff,
+                holdout_fraction, data_fingerprint,
+            )
     return TrainingResult(
-        run_id=run_id,
-        model_uri=model_info.model_uri,
+        run_id=run.info.run_id,
+        model_uri=model_uri,
         data_fingerprint=data_fingerprint,
         training_seconds=training_seconds,
+        snapshot_path=snapshot_path,
     )
+
+
+def _fit_and_log(
+    client: MlflowClient,
+    run_id: str,
+    model_type: str,
+    effective: dict[str, Any],
+    data: MovieLensData,
+    snapshot: pd.DataFrame,
+    cutoff: datetime | None,
+    holdout_fraction: float,
+    data_fingerprint: str,
+) -> tuple[str, float]:
+    """Fit on the snapshot's training part in the active run; log params, metrics, curves, model.
+
+    Returns the logged model's URI and the fitting's wall time.
+    """
+    train, holdout = temporal_split(snapshot, holdout_fraction)
+    with tempfile.TemporaryDirectory(prefix="model-files-") as workdir:
+        started = time.perf_counter()
+        fitted = fit_model(model_type, effective, train, data.movies, Path(workdir))
+        training_seconds = time.perf_counter() - started
+        mlflow.log_params(
+            dataset_params(
+                data=data, snapshot=snapshot, train=train, holdout=holdout, cutoff=cutoff,
+                holdout_fraction=holdout_fraction, data_fingerprint=data_fingerprint,
+                feature_count=fitted.feature_count,
+            )
+        )
+        mlflow.log_metrics(
+            {
+                **fitted.metrics,
+                "training_time_seconds": training_seconds,
+                # The seed also keeps these sizes as metrics (besides the params).
+                "dataset_train_size": float(len(train)),
+                "dataset_test_size": float(len(holdout)),
+                "dataset_feature_count": float(fitted.feature_count),
+            }
+        )
+        _log_curves(client, run_id, fitted.curves)
+        return _log_model(fitted, train).model_uri, training_seconds
 
 
 def _log_model(fitted: FittedModel, train: pd.DataFrame) -> Any:
