@@ -35,7 +35,10 @@ same features, mainly because most of its users rate in one burst, so a time-bas
 dominated by users without history; here activity windows last ~6 months (median) and 80-90% of
 holdout ratings come from users seen in training.
 
-Cost: the default size generates in ~0.4 s (vectorised per chunk of users, never per rating).
+Cost: the default size generates in ~0.5 s (a dense Gumbel top-k per chunk of users, never per
+rating). Large grids draw the same law sparsely (synthetic_sampling): the ml-32m shape (32,000,204
+ratings, 200,948 users, 87,585 movies) in ~150 s at peak RSS 4.5 GiB on 2 busy cores
+(docs/benchmarks.md); synthetic_cache keeps the result for later loads.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ import numpy as np
 import pandas as pd
 
 from include.recommender.schema import MOVIES_COLUMNS, RATINGS_COLUMNS, MovieLensData
+from include.recommender.synthetic_sampling import choose_pairs_sparse
 
 # The 19 MovieLens genres with the share of ml-latest-small movies carrying each (count / 9742).
 GENRE_SHARES = {
@@ -76,6 +80,9 @@ GENRES = tuple(GENRE_SHARES)
 NO_GENRES = "(no genres listed)"
 
 MIN_RATINGS_PER_USER = 20
+# Bump whenever the same arguments would give other data: it keys synthetic_cache's files.
+# 2: sizes beyond _DENSE_MAX_CELLS draw their picks sparsely (same law, other random stream).
+GENERATOR_VERSION = "2"
 
 # Generative parameters, tuned against the figures in the module docstring.
 _GLOBAL_MEAN = 3.35  # latent rating of an average user on an average movie
@@ -114,6 +121,8 @@ _WINDOW_MEDIAN_DAYS = 180.0  # per-user activity window, lognormal
 _WINDOW_SD = 1.0
 # Bounds the (users x movies) work matrix of one chunk, so memory stays flat for big inputs.
 _CHUNK_CELLS = 1_500_000
+# Up to this many (user, movie) cells the picks are drawn densely (~2 s); beyond, sparsely.
+_DENSE_MAX_CELLS = 20_000_000
 
 
 @dataclass(frozen=True, eq=False)
@@ -334,6 +343,7 @@ def generate_movielens(
     seed: int = 42,
     start: str = "2024-01-01",
     end: str = "2025-12-31",
+    ratings: pd.DataFrame | None = None,
 ) -> MovieLensData:
     """Generate MovieLens-format ratings and movies, deterministic in all arguments.
 
@@ -343,11 +353,27 @@ def generate_movielens(
     :param seed: random seed; the same arguments always give identical frames.
     :param start: first possible rating date (UTC).
     :param end: last possible rating date (UTC).
+    :param ratings: the ratings an earlier call with the same arguments returned (e.g. from
+        synthetic_cache): the movies and oracle, cheap to draw, are drawn again around them and
+        the ratings, most of the cost at scale, are not.
     """
     _check_sizes(n_users, n_movies, n_ratings)
     t_start, t_end = _time_bounds(start, end)
     rng = np.random.default_rng(seed)
+    movies, oracle, counts = _draw_world(rng, n_users, n_movies, n_ratings)
+    if ratings is None:
+        ratings = _draw_ratings(rng, oracle, counts, t_start, t_end)
+    source = (
+        f"synthetic:n_users={n_users},n_movies={n_movies},n_ratings={n_ratings},"
+        f"seed={seed},start={start},end={end}"
+    )
+    return MovieLensData(ratings=ratings, movies=movies[list(MOVIES_COLUMNS)], source=source, oracle=oracle)
 
+
+def _draw_world(
+    rng: np.random.Generator, n_users: int, n_movies: int, n_ratings: int
+) -> tuple[pd.DataFrame, SyntheticOracle, np.ndarray]:
+    """Return the movies table, the oracle and the ratings per user, before any rating is drawn."""
     movies, genres = _movies(rng, n_movies)
     genre_counts = genres.sum(axis=1, keepdims=True)
     movie_genres = (genres / np.maximum(genre_counts, 1)).astype(np.float64)
@@ -391,39 +417,40 @@ def generate_movielens(
         movie_log_popularity=log_pop,
         user_focus=_popularity_focus(counts),
     )
+    return movies, oracle, counts
 
-    users, items = _choose_pairs(rng, oracle, counts, log_pop)
-    latent = oracle._latent(oracle.user_ids[users], oracle.movie_ids[items])[0]
-    noisy = latent + noise_sd[users] * rng.standard_normal(len(users))
-    rating = _round_ratings(noisy, rng.random(len(users)) < half_star_share[users])
+
+def _draw_ratings(
+    rng: np.random.Generator, oracle: SyntheticOracle, counts: np.ndarray, t_start: int, t_end: int
+) -> pd.DataFrame:
+    """Draw which movies each user rates, the ratings and their times, sorted by user and movie."""
+    users, items, latent = _choose_pairs(rng, oracle, counts, oracle.movie_log_popularity)
+    noisy = latent + oracle.noise_sd[users] * rng.standard_normal(len(users))
+    rating = _round_ratings(noisy, rng.random(len(users)) < oracle.half_star_share[users])
     timestamp = _timestamps(rng, users, counts, t_start, t_end)
-
-    ratings = pd.DataFrame(
+    # Sorted by (userId, movieId): movie ids ascend with the movie index, and pairs are unique.
+    order = np.argsort(users * len(oracle.movie_ids) + items)
+    return pd.DataFrame(
         {
-            "userId": oracle.user_ids[users],
-            "movieId": oracle.movie_ids[items],
-            "rating": rating.astype(np.float64),
-            "timestamp": timestamp,
+            "userId": oracle.user_ids[users[order]],
+            "movieId": oracle.movie_ids[items[order]],
+            "rating": rating[order].astype(np.float64),
+            "timestamp": timestamp[order],
         },
         columns=list(RATINGS_COLUMNS),
     )
-    ratings = ratings.sort_values(["userId", "movieId"], kind="stable", ignore_index=True)
-    source = (
-        f"synthetic:n_users={n_users},n_movies={n_movies},n_ratings={n_ratings},"
-        f"seed={seed},start={start},end={end}"
-    )
-    return MovieLensData(ratings=ratings, movies=movies[list(MOVIES_COLUMNS)], source=source, oracle=oracle)
 
 
 def _choose_pairs(
     rng: np.random.Generator, oracle: SyntheticOracle, counts: np.ndarray, log_pop: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pick counts[u] distinct movies per user; return (user index, movie index) arrays.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pick counts[u] distinct movies per user; return (user index, movie index, latent rating).
 
     Every movie (or, for tiny n_ratings, n_ratings // 4 of them) first gets one rating from a
     random rating slot, as ml-small lists only rated movies; the remaining slots are drawn
-    without replacement with weight
-    popularity * exp(preference * latent rating) via the Gumbel (exponential race) top-k trick.
+    without replacement with weight popularity * exp(preference * latent rating): densely for
+    small grids (the draws of earlier versions, bit for bit), else by rejection sampling
+    (synthetic_sampling, the same law at a cost in proportion to the ratings).
     """
     n_users, n_movies = len(counts), len(log_pop)
     n_ratings = int(counts.sum())
@@ -432,14 +459,34 @@ def _choose_pairs(
     forced_users = slots[rng.choice(n_ratings, n_forced, replace=False)]
     forced_movies = rng.choice(n_movies, n_forced, replace=False)
     remaining = counts - np.bincount(forced_users, minlength=n_users)
+    # Sequential draws slow down once a user needs a large share of the catalog.
+    if n_users * n_movies <= _DENSE_MAX_CELLS or counts.max() * 4 > n_movies:
+        users, movies = _choose_dense(rng, oracle, counts, log_pop, remaining, (forced_users, forced_movies))
+        users, movies = np.concatenate([forced_users, users]), np.concatenate([forced_movies, movies])
+        return users, movies, oracle._latent(oracle.user_ids[users], oracle.movie_ids[movies])[0]
+    users, movies, interaction = choose_pairs_sparse(
+        rng, oracle, remaining, log_pop, (forced_users, forced_movies), _PREFERENCE_WEIGHT
+    )
+    forced_latent = oracle._latent(oracle.user_ids[forced_users], oracle.movie_ids[forced_movies])[0]
+    latent = oracle.global_mean + oracle.user_bias[users] + oracle.movie_bias[movies] + interaction
+    return (
+        np.concatenate([forced_users, users]),
+        np.concatenate([forced_movies, movies]),
+        np.concatenate([forced_latent, latent]),
+    )
 
+
+def _choose_dense(rng, oracle, counts, log_pop, remaining, forced) -> tuple[np.ndarray, np.ndarray]:
+    """Draw the remaining picks by a Gumbel (exponential race) top-k over every movie."""
+    n_users, n_movies = len(counts), len(log_pop)
+    forced_users, forced_movies = forced
     # Users in order of how many picks they need, so each chunk's top-k stays small.
     order = np.argsort(remaining, kind="stable")
     row_of = np.empty(n_users, dtype=np.int64)
     row_of[order] = np.arange(n_users)
     forced_rows = row_of[forced_users]
     rows_per_chunk = max(1, _CHUNK_CELLS // n_movies)
-    picked_users, picked_movies = [forced_users], [forced_movies]
+    picked_users, picked_movies = [np.empty(0, dtype=np.int64)], [np.empty(0, dtype=np.int64)]
     for lo in range(0, n_users, rows_per_chunk):
         chunk = order[lo : lo + rows_per_chunk]
         need = remaining[chunk]

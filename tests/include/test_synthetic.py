@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 import time
 
@@ -12,9 +13,12 @@ import pytest
 
 from include.recommender.schema import MOVIES_COLUMNS, RATINGS_COLUMNS, MovieLensData
 from include.recommender.snapshot import temporal_split
+from include.recommender import synthetic
 from include.recommender.synthetic import GENRES, NO_GENRES, generate_movielens, write_movielens
 
 SMALL = {"n_users": 60, "n_movies": 500, "n_ratings": 4000}
+# sha256 of the default ratings' column bytes, as generated before the sparse sampler existed.
+DEFAULT_RATINGS_DIGEST = "b83a001daecdc52e67796c07a30425a6c4efd2e8a939d002416fb5597ee5c3f1"
 
 
 @pytest.fixture(scope="module")
@@ -209,3 +213,105 @@ def test_oracle_without_popularity_weights_refuses_watch_and_like_score(default_
     bare = dataclasses.replace(default_data.oracle, movie_log_popularity=None, user_focus=None)
     with pytest.raises(ValueError, match="popularity weights"):
         bare.watch_and_like_score(np.array([1]), default_data.movies["movieId"].to_numpy()[:1])
+
+
+# Beyond synthetic._DENSE_MAX_CELLS cells and with a catalog much larger than the heaviest
+# rater, the picks are drawn sparsely (synthetic_sampling); this size takes that path in ~1 s.
+MEDIUM = {"n_users": 2_000, "n_movies": 15_000, "n_ratings": 200_000}
+
+
+@pytest.fixture(scope="module")
+def medium_data() -> MovieLensData:
+    return generate_movielens(**MEDIUM, seed=3)
+
+
+def _content_digest(ratings: pd.DataFrame) -> str:
+    digest = hashlib.sha256()
+    for name in RATINGS_COLUMNS:
+        digest.update(ratings[name].to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def test_default_data_is_what_earlier_versions_generated(default_data):
+    # docs/model-quality.md's figures were measured on exactly these ratings.
+    assert _content_digest(default_data.ratings) == DEFAULT_RATINGS_DIGEST
+
+
+def test_medium_size_takes_the_sparse_path():
+    assert MEDIUM["n_users"] * MEDIUM["n_movies"] > synthetic._DENSE_MAX_CELLS
+
+
+def test_medium_size_has_exact_shape_and_no_duplicates(medium_data):
+    ratings = medium_data.ratings
+    assert len(ratings) == MEDIUM["n_ratings"]
+    assert ratings["userId"].nunique() == MEDIUM["n_users"]
+    assert len(medium_data.movies) == MEDIUM["n_movies"]
+    # Every movie is rated at least once (n_ratings >= 4 * n_movies).
+    assert ratings["movieId"].nunique() == MEDIUM["n_movies"]
+    assert not ratings.duplicated(["userId", "movieId"]).any()
+    assert ratings[["userId", "movieId"]].apply(tuple, axis=1).is_monotonic_increasing
+
+
+def test_medium_size_every_user_has_20_ratings_and_a_heavy_tail(medium_data):
+    per_user = medium_data.ratings.groupby("userId").size()
+    assert per_user.min() >= 20
+    # 100 ratings per user on average here (ml-small: 165), so the median sits lower.
+    assert 35 <= per_user.median() <= 80
+    assert per_user.max() >= 15 * per_user.median()
+
+
+def test_medium_size_rating_distribution_is_realistic(medium_data):
+    rating = medium_data.ratings["rating"]
+    assert set(rating.unique()) <= {x / 2 for x in range(1, 11)}
+    assert 3.4 <= rating.mean() <= 3.7
+    assert 0.95 <= rating.std() <= 1.15
+    assert 0.44 <= (rating >= 4.0).mean() <= 0.54
+    assert set(rating.value_counts().index[:3]) == {4.0, 3.0, 5.0}
+    expected = medium_data.oracle.expected_rating(
+        medium_data.ratings["userId"].to_numpy(), medium_data.ratings["movieId"].to_numpy()
+    )
+    assert np.corrcoef(expected, rating)[0, 1] > 0.7
+
+
+def test_medium_size_is_deterministic_for_a_seed(medium_data):
+    again = generate_movielens(**MEDIUM, seed=3)
+    assert _content_digest(again.ratings) == _content_digest(medium_data.ratings)
+    assert _content_digest(generate_movielens(**MEDIUM, seed=4).ratings) != _content_digest(medium_data.ratings)
+
+
+def _pick_statistics(data: MovieLensData) -> dict[str, float]:
+    ratings = data.ratings
+    per_movie = ratings.groupby("movieId").size()
+    latent = data.oracle.expected_rating(ratings["userId"].to_numpy(), ratings["movieId"].to_numpy())
+    return {
+        "mean_rating": ratings["rating"].mean(),
+        "mean_latent": latent.mean(),
+        "top_50_share": per_movie.nlargest(50).sum() / len(ratings),
+        "once_rated_share": (per_movie == 1).mean(),
+    }
+
+
+def test_sparse_and_dense_picks_follow_the_same_law(monkeypatch):
+    # Same arguments, both samplers: statistics of the picks agree to within seed-to-seed noise
+    # (the dense path measured over seeds 1-3: mean latent 3.486-3.528, top-50 share .093-.096).
+    sizes = {"n_users": 600, "n_movies": 15_000, "n_ratings": 60_000}
+    monkeypatch.setattr(synthetic, "_DENSE_MAX_CELLS", 0)
+    sparse = _pick_statistics(generate_movielens(**sizes, seed=1))
+    monkeypatch.setattr(synthetic, "_DENSE_MAX_CELLS", 10**12)
+    dense = _pick_statistics(generate_movielens(**sizes, seed=1))
+    tolerance = {"mean_rating": 0.03, "mean_latent": 0.03, "top_50_share": 0.005, "once_rated_share": 0.01}
+    for name, allowed in tolerance.items():
+        assert abs(sparse[name] - dense[name]) <= allowed, (name, sparse[name], dense[name])
+
+
+def test_sparse_picks_lean_towards_popular_and_liked_movies(monkeypatch):
+    # Not uniform: without popularity the top 50 of 15,000 movies would get ~0.3% of ratings,
+    # and picks skew to movies the user is expected to like.
+    monkeypatch.setattr(synthetic, "_DENSE_MAX_CELLS", 0)
+    data = generate_movielens(n_users=600, n_movies=15_000, n_ratings=60_000, seed=2)
+    stats = _pick_statistics(data)
+    assert stats["top_50_share"] > 0.05
+    movies = data.movies["movieId"].to_numpy()
+    users = data.ratings["userId"].to_numpy()
+    random_movies = np.random.default_rng(0).choice(movies, len(users))
+    assert stats["mean_latent"] > data.oracle.expected_rating(users, random_movies).mean() + 0.1
