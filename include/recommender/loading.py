@@ -22,7 +22,7 @@ from include.recommender.schema import (
     DataValidationError,
     MovieLensData,
 )
-from include.recommender.synthetic import generate_movielens
+from include.recommender.synthetic_cache import load_or_generate
 
 SYNTHETIC = "synthetic"
 # generate_movielens's keyword arguments and how to parse them from the source string.
@@ -86,7 +86,8 @@ def parse_synthetic_source(source: str) -> dict[str, int | str]:
 def _load_synthetic(source: str) -> MovieLensData:
     overrides = parse_synthetic_source(source)
     try:
-        data = generate_movielens(**overrides)
+        # Generated once per spec; later loads (other tasks, later runs) read the Parquet cache.
+        data = load_or_generate(**overrides)
     except ValueError as exc:
         raise DataValidationError(f"{source}: {exc}") from exc
     # Validate generated data the same way as files, so both paths guarantee one contract.
