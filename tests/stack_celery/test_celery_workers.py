@@ -13,7 +13,7 @@ import pytest
 
 from scripts.stack.processes import descendants
 from tests.stack.conftest import TIMINGS
-from tests.stack.harness import DAG_ID, RUN_CONF, run_finished, wait_until
+from tests.stack.harness import DAG_ID, LONG_TRAIN_RUN_CONF, run_finished, wait_until
 
 pytestmark = pytest.mark.services
 MODEL = "stack_celery_recommender"
@@ -35,7 +35,7 @@ def test_a_worker_killed_during_train_loses_nothing_and_registers_one_version(co
     wait_until("the DAG to be parsed", lambda: api.get_dag(DAG_ID), 300, compose_stack)
     api.set_paused(DAG_ID, False)
     started = time.monotonic()
-    run_id = api.trigger(DAG_ID, {**RUN_CONF, "model_name": MODEL})["dag_run_id"]
+    run_id = api.trigger(DAG_ID, {**LONG_TRAIN_RUN_CONF, "model_name": MODEL})["dag_run_id"]
 
     def training_worker():
         train = api.task_instances(DAG_ID, run_id).get("train") or {}
