@@ -1,7 +1,7 @@
 """Governance events: what one audit row says, and how a step's registry state becomes events.
 
 Every event (registered, validated, approval_requested, approved, rejected, approval_refused,
-expired, promoted, archived, rolled_back) is one row: who, when (UTC), which model version, the
+expired, promoted, archived, rolled_back, deleted, described) is one row: who, when (UTC), which model version, the
 alias move, the reason, the Airflow DAG run, and the metrics that decided it. Nothing here talks
 to a database or to MLflow: the builders read a ModelVersion a step left behind.
 
@@ -35,6 +35,10 @@ class EventType(str, Enum):
     PROMOTED = "promoted"
     ARCHIVED = "archived"
     ROLLED_BACK = "rolled_back"
+    # A version deleted through the guarded delete step; the row keeps its evidence.
+    DELETED = "deleted"
+    # A version's or a registered model's description set (a model-level row has version "").
+    DESCRIBED = "described"
 
 
 # Events that put a version in @champion: the champion's succession.
