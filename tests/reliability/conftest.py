@@ -1,8 +1,10 @@
 """Fixtures of the fault-injection tests: a crashable MLflow stack, a private PostgreSQL.
 
 ``mlflow_stack`` is the topology of docker-compose.yaml (``mlflow server`` with a PostgreSQL
-backend store, artifacts proxied to S3 played by moto), one per test module, with both servers
-crashable and restartable (see servers.py). Every process is stopped and every database dropped
+backend store, artifacts proxied to S3 played by moto), one for the package (the modules keep
+apart by model and experiment name, and each leaves both servers running again; moto's restart
+empties S3, so the S3-outage module runs last, in file order),
+with both servers crashable and restartable (see servers.py). Every process is stopped and every database dropped
 at teardown, also when a test failed.
 """
 
@@ -70,7 +72,7 @@ def running_stack(database_url: str, log_dir: Path) -> Iterator[MlflowStack]:
         s3.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def mlflow_stack(tmp_path_factory) -> Iterator[MlflowStack]:
     """The stack on a fresh database of the machine's PostgreSQL (dropped at the end)."""
     with fresh_database("reliability") as database_url:
