@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from include.governance.cli_registry import REGISTRY_COMMANDS, add_audit_verify, add_registry_commands
+
 PROG = "python -m include.governance"
 
 EXIT_OK = 0
@@ -30,8 +32,9 @@ EPILOG = f"""\
 exit codes:
   {EXIT_OK}  done
   {EXIT_REFUSED}  refused by the governance policy or the registry's state (separation of duties,
-     approver not allowed, not validated, stale decision, version not eligible for rollback);
-     nothing was changed
+     approver not allowed, not validated, stale decision, version not eligible for rollback,
+     a guarded delete); nothing was changed. `audit verify`: drift found; `retain`: some
+     version was refused by the delete guard (the others were deleted)
   {EXIT_USAGE}  usage error (bad arguments, no tracking URI, unreadable policy file)
   {EXIT_NOT_FOUND}  not found (model, version, or the audit database)
   {EXIT_ERROR}  operational error (MLflow or the audit database unreachable, unexpected failure)
@@ -163,9 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="only these event types (repeatable): registered, validated, approval_requested, "
                           "approved, rejected, expired, promoted, archived, rolled_back")
     sub.add_argument("--limit", type=_positive, help="only the last N events")
+    add_audit_verify(sub)
 
     sub = command("history", "the champion's succession (promotions and rollbacks)")
     sub.add_argument("model", type=_model_name)
+    add_registry_commands(command)
     return parser
 
 
@@ -528,6 +533,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Output], int]] = {
     "rollback": cmd_rollback,
     "audit": cmd_audit,
     "history": cmd_history,
+    **REGISTRY_COMMANDS,
 }
 
 
