@@ -26,35 +26,36 @@ A paused retrain DAG keeps the triggered run queued until it is unpaused.
 
 from __future__ import annotations
 
-import logging
 import os
 from datetime import datetime, timedelta
 
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import Param, dag, task
 
-from mlflow_governance.monitoring import TriggerRetrainOperator
-
-log = logging.getLogger(__name__)
+from include.governance.lifecycle import MODEL_NAME_PATTERN
+from mlflow_governance.monitoring import ScoreChampionOperator, TriggerRetrainOperator, choose_after_scoring
 
 # Read at parse time from the environment only (no DB, no network).
 SCHEDULE = os.environ.get("MOVIE_RECOMMENDER_MONITOR_SCHEDULE", "@daily")
 RETRAIN_DAG_ID = "movie_recommender_retrain"
-# The same rule as the retrain DAG's model_name param: what this DAG passes on must be valid there.
-MODEL_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9._-]{0,127}$"
 
 PARAMS = {
     "model_name": Param("movie_recommender", type="string", pattern=MODEL_NAME_PATTERN,
                         description="Registered model whose @champion is monitored."),
     "data_source": Param("synthetic", type="string", minLength=1,
-                         description="Where the recent ratings come from: 'synthetic', "
-                                     "'synthetic:n_ratings=20000,seed=7', or a MovieLens directory."),
+                         description="Where the recent ratings come from, as in the retrain DAG: "
+                                     "'synthetic', 'synthetic:n_ratings=20000,seed=7', a MovieLens "
+                                     "directory, 's3://bucket/prefix' or "
+                                     "'postgres://<connection id>[/<table prefix>]'."),
     "window_days": Param(None, type=["null", "integer"], minimum=1, maximum=3650,
                          description="Days of ratings to score (empty: the policy's monitor_window_days)."),
     "margin": Param(None, type=["null", "number"], minimum=0, maximum=1,
                     description="Allowed drop below the champion's validation metrics "
                                 "(empty: the policy's monitor_max_drift)."),
 }
+
+# This run's policy overrides from the params (unset ones render as None and are ignored).
+MONITOR_OVERRIDES = {"monitor_window_days": "{{ params.window_days }}", "monitor_max_drift": "{{ params.margin }}"}
 
 
 @dag(
@@ -70,70 +71,22 @@ PARAMS = {
     tags=["mlflow", "model-registry", "recommender", "monitoring"],
 )
 def movie_recommender_monitor():
-    @task
-    def score_champion() -> dict:
-        """Score @champion on the recent window and log the metrics to a monitoring run."""
-        from airflow.sdk import get_current_context
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from include.governance.champion_monitor import score_champion as score
-        from include.governance.monitoring import MonitoringStatus
-        from include.recommender.loading import load_movielens
-        from include.recommender.schema import DataValidationError
-        from mlflow_governance.hooks import MlflowHook
-        from mlflow_governance.operators import load_policy
-
-        context = get_current_context()
-        params = context["params"]
-        policy = load_policy(None, _overrides(params))
-        try:
-            data = load_movielens(params["data_source"])
-        except (DataValidationError, ValueError) as exc:
-            raise AirflowFailException(f"Bad monitoring data: {exc}") from exc
-        hook = MlflowHook()
-        requested_end = context.get("data_interval_end") or context.get("logical_date") or context["dag_run"].run_after
-        # The champion's download (mlflow.artifacts) runs as the connection's account too.
-        with hook.identity():
-            result = score(
-                hook.get_conn(),
-                model_name=params["model_name"],
-                data=data,
-                requested_end=requested_end,
-                policy=policy,
-                run_tags={
-                    "airflow_dag_id": context["dag"].dag_id,
-                    "airflow_run_id": context["run_id"],
-                    "airflow_try_number": str(context["ti"].try_number),
-                },
-                artifact_location=hook.artifact_location,
-            )
-        if result is None:
-            return {"status": MonitoringStatus.NO_CHAMPION.value, "model_name": params["model_name"]}
-        return result.as_xcom()
+    score_champion = ScoreChampionOperator(
+        task_id="score_champion",
+        model_name="{{ params.model_name }}",
+        data_source="{{ params.data_source }}",
+        policy_overrides=MONITOR_OVERRIDES,
+    )
 
     @task.branch
-    def assess(scored: dict) -> str:
+    def assess(scored: dict, policy_overrides: dict) -> str:
         """Decide whether the champion degraded; record the verdict; pick the next task."""
         from airflow.sdk import get_current_context
 
-        from include.governance.champion_monitor import ChampionScore, judge
-        from include.governance.monitoring import MonitoringStatus
-        from mlflow_governance.hooks import MlflowHook
-        from mlflow_governance.operators import load_policy
-
-        context = get_current_context()
-        if scored.get("status") == MonitoringStatus.NO_CHAMPION.value:
-            log.info("%s has no @champion: nothing to monitor, no retrain", scored["model_name"])
-            return "no_retrain"
-        policy = load_policy(None, _overrides(context["params"]))
-        decision = judge(MlflowHook().get_conn(), ChampionScore.from_xcom(scored), policy)
-        if decision.degraded:
-            context["ti"].xcom_push(
-                key="trigger_reason",
-                value=f"{scored['model_name']} v{scored['champion_version']} degraded: {decision.reason}",
-            )
-            return "trigger_retrain"
-        return "no_retrain"
+        return choose_after_scoring(
+            scored, policy_overrides, get_current_context(),
+            retrain_task_id="trigger_retrain", hold_task_id="no_retrain",
+        )
 
     trigger_retrain = TriggerRetrainOperator(
         task_id="trigger_retrain",
@@ -147,12 +100,7 @@ def movie_recommender_monitor():
     )
     no_retrain = EmptyOperator(task_id="no_retrain")
 
-    assess(score_champion()) >> [trigger_retrain, no_retrain]
-
-
-def _overrides(params) -> dict:
-    """This run's policy overrides from the params (unset ones are None and ignored)."""
-    return {"monitor_window_days": params.get("window_days"), "monitor_max_drift": params.get("margin")}
+    assess(score_champion.output, MONITOR_OVERRIDES) >> [trigger_retrain, no_retrain]
 
 
 movie_recommender_monitor()

@@ -33,17 +33,18 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta
 
-from airflow.sdk import Param, chain, dag, task
+from airflow.sdk import Param, chain, dag
 
+from include.governance.lifecycle import DEFAULT_EXPERIMENT_NAME, MODEL_NAME_PATTERN, MODEL_TYPES
+from mlflow_governance.hitl import ModelVersionHITLApprovalOperator
 from mlflow_governance.operators import (
     PromoteModelVersionOperator,
     RegisterModelVersionOperator,
     RequestApprovalOperator,
     ValidateModelVersionOperator,
-    load_policy,
 )
-from mlflow_governance.hitl import ModelVersionHITLApprovalOperator
 from mlflow_governance.sensors import ModelVersionApprovalSensor
+from mlflow_governance.training import EvaluateModelOperator, TrainModelOperator
 
 # Read at parse time from the environment only (no DB, no network): deployment-level knobs.
 SCHEDULE = os.environ.get("MOVIE_RECOMMENDER_SCHEDULE", "@weekly")
@@ -57,16 +58,11 @@ if APPROVAL_SENSOR_MODE not in ("reschedule", "deferrable"):
 # Under CeleryExecutor train and log go to a queue of their own, so bigger workers can take
 # them (`airflow celery worker --queues training`); LocalExecutor ignores queues.
 TRAINING_QUEUE = os.environ.get("MOVIE_RECOMMENDER_TRAINING_QUEUE", "training")
-EXPERIMENT_NAME = "movie_recommendation"
-# Keep in step with include.recommender.models.MODEL_TYPES (a test checks they match).
-MODEL_TYPES = ["hist_gradient_boosting", "logistic_regression", "torch_ncf", "popularity"]
-# A safe registered-model name: a letter, then letters, digits, . _ - (no slashes, quotes, spaces).
-MODEL_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9._-]{0,127}$"
 
 PARAMS = {
     "model_name": Param("movie_recommender", type="string", pattern=MODEL_NAME_PATTERN,
                         description="Registered model name in the MLflow Model Registry."),
-    "model_type": Param(MODEL_TYPES[0], type="string", enum=MODEL_TYPES, description="Which model to train."),
+    "model_type": Param(MODEL_TYPES[0], type="string", enum=list(MODEL_TYPES), description="Which model to train."),
     "hyperparameters": Param({}, type="object",
                              description='Estimator hyperparameters, e.g. {"max_iter": 200, "learning_rate": 0.1}.'),
     "data_source": Param("synthetic", type="string", minLength=1,
@@ -116,79 +112,28 @@ POLICY_OVERRIDES = (
     tags=["mlflow", "model-registry", "recommender"],
 )
 def movie_recommender_retrain():
-    @task(retries=1, queue=TRAINING_QUEUE)
-    def train() -> dict:
-        """Fit the model on the interval's data snapshot and log it to one MLflow run."""
-        from airflow.sdk import get_current_context
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from include.recommender.schema import DataValidationError
-        from include.recommender.training import train_and_log
-        from mlflow_governance.data_sources import load_training_data
-        from mlflow_governance.hooks import MlflowHook
-
-        context = get_current_context()
-        params = context["params"]
-        _check_policy_overrides(params)
-        try:
-            cutoff = _cutoff(params.get("data_cutoff"), context.get("data_interval_end"))
-            data = load_training_data(params["data_source"])
-        except (DataValidationError, ValueError) as exc:
-            raise AirflowFailException(f"Bad training data: {exc}") from exc
-        hook = MlflowHook()
-        try:
-            # The fluent API (start_run, log_model, artifact uploads) runs as the connection's account.
-            with hook.identity():
-                result = train_and_log(
-                    data=data,
-                    model_type=params["model_type"],
-                    hyperparameters=params["hyperparameters"],
-                    experiment_name=EXPERIMENT_NAME,
-                    tracking_uri=hook.tracking_uri,
-                    cutoff=cutoff,
-                    run_tags={
-                        "airflow_dag_id": context["dag"].dag_id,
-                        "airflow_run_id": context["run_id"],
-                        "airflow_try_number": str(context["ti"].try_number),
-                    },
-                    holdout_fraction=params["holdout_fraction"],
-                    artifact_location=hook.artifact_location,
-                )
-        except (DataValidationError, ValueError) as exc:
-            # Bad data or bad hyperparameters: a retry cannot fix them.
-            raise AirflowFailException(f"Training refused: {exc}") from exc
-        return {
-            "run_id": result.run_id,
-            "model_uri": result.model_uri,
-            "data_fingerprint": result.data_fingerprint,
-            "training_seconds": result.training_seconds,
-            "cutoff": cutoff.isoformat() if cutoff else None,
-        }
-
-    @task(task_id="log", queue=TRAINING_QUEUE)
-    def log_evaluation(trained: dict) -> dict:
-        """Evaluate on the time-based holdout and log metrics and reports to the same run."""
-        from airflow.sdk import get_current_context
-
-        from include.recommender.evaluation import evaluate_and_log
-        from mlflow_governance.data_sources import load_training_data
-        from mlflow_governance.hooks import MlflowHook
-
-        params = get_current_context()["params"]
-        cutoff = datetime.fromisoformat(trained["cutoff"]) if trained["cutoff"] else None
-        data = load_training_data(params["data_source"])
-        hook = MlflowHook()
-        with hook.identity():
-            return evaluate_and_log(
-                run_id=trained["run_id"],
-                data=data,
-                cutoff=cutoff,
-                holdout_fraction=params["holdout_fraction"],
-                tracking_uri=hook.tracking_uri,
-            )
-
-    trained = train()
-    evaluated = log_evaluation(trained)
+    # train keeps the rows it trained on in its MLflow run; log evaluates on exactly those.
+    train = TrainModelOperator(
+        task_id="train",
+        model_type="{{ params.model_type }}",
+        hyperparameters="{{ params.hyperparameters }}",
+        data_source="{{ params.data_source }}",
+        data_cutoff="{{ params.data_cutoff }}",
+        holdout_fraction="{{ params.holdout_fraction }}",
+        policy_overrides=POLICY_OVERRIDES,
+        experiment_name=DEFAULT_EXPERIMENT_NAME,
+        queue=TRAINING_QUEUE,
+        retries=1,
+    )
+    trained = train.output
+    evaluate = EvaluateModelOperator(
+        task_id="log",
+        run_id=trained["run_id"],
+        data_fingerprint=trained["data_fingerprint"],
+        cutoff=trained["cutoff"],
+        holdout_fraction="{{ params.holdout_fraction }}",
+        queue=TRAINING_QUEUE,
+    )
 
     register = RegisterModelVersionOperator(
         task_id="register",
@@ -239,25 +184,7 @@ def movie_recommender_retrain():
         policy_overrides=POLICY_OVERRIDES,
     )
 
-    chain(trained, evaluated, register, validate, approve, review_in_airflow, wait_for_approval, promote)
-
-
-def _check_policy_overrides(params) -> None:
-    """Refuse bad thresholds before training, so nothing is registered for a run that cannot be
-    validated (the Param schema lets NaN through and cannot know the policy's keys)."""
-    overrides = dict(params.get("policy_overrides") or {})
-    overrides.update({key: params.get(key) for key in ("min_accuracy", "min_precision", "min_recall")})
-    load_policy(None, overrides)
-
-
-def _cutoff(data_cutoff: str | None, data_interval_end):
-    """The instant training data must precede: the param, else the interval end, else none."""
-    if data_cutoff:
-        parsed = datetime.fromisoformat(data_cutoff)
-        if parsed.tzinfo is None:
-            raise ValueError(f"data_cutoff {data_cutoff!r} needs a time zone (e.g. 2025-06-01T00:00:00+00:00)")
-        return parsed
-    return data_interval_end
+    chain(train, evaluate, register, validate, approve, review_in_airflow, wait_for_approval, promote)
 
 
 movie_recommender_retrain()

@@ -42,9 +42,18 @@ def versions(client):
     )
 
 
-def test_first_run_auto_approves_and_promotes_v1(retrain_dag, mlflow_connection, mlflow_client):
+def test_first_run_auto_approves_and_promotes_v1(retrain_dag, mlflow_connection, mlflow_client, monkeypatch):
+    from include.recommender.data_snapshot import SNAPSHOT_ARTIFACT_DIR, SNAPSHOT_PATH_TAG
+    from mlflow_governance import data_sources
+
+    reads = []
+    real_load = data_sources.load_training_data
+    # A spy, not a fake: every read goes to the real loader and is counted.
+    monkeypatch.setattr(data_sources, "load_training_data", lambda source: reads.append(source) or real_load(source))
     succeeded, states = run(retrain_dag)
     assert succeeded, states
+    # The run read its source once (train); log evaluated the snapshot train kept.
+    assert reads == [SMALL_DATA]
     (v1,) = versions(mlflow_client)
     assert get_aliases(mlflow_client, MODEL) == {lc.CHAMPION: "1"}
     tags = v1.tags
@@ -57,6 +66,9 @@ def test_first_run_auto_approves_and_promotes_v1(retrain_dag, mlflow_connection,
     run_data = mlflow_client.get_run(v1.run_id).data
     assert {"accuracy", "precision", "recall", "f1_score", "roc_auc"} <= set(run_data.metrics)
     assert run_data.params["dataset_fingerprint"] == tags[lc.DATA_FINGERPRINT]
+    assert run_data.tags[SNAPSHOT_PATH_TAG] == SNAPSHOT_ARTIFACT_DIR
+    kept = {a.path for a in mlflow_client.list_artifacts(v1.run_id, SNAPSHOT_ARTIFACT_DIR)}
+    assert f"{SNAPSHOT_ARTIFACT_DIR}/ratings.parquet" in kept
 
 
 def test_manual_approval_waits_for_a_reviewer_then_promotes(retrain_dag, mlflow_connection, mlflow_client):
