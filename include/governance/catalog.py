@@ -165,13 +165,20 @@ def list_versions(
         )
         scanned += len(page)
         matched += [mv for mv in page if query.accepts(evidence_metrics(mv.tags))]
-        token = page.token or None
+        token = _text(page.token)
         if limit is None or not token or len(matched) >= limit or scanned >= MAX_SCANNED:
             break
     if limit is not None and len(matched) > limit:
         matched, token = matched[:limit], None
     aliases = _aliases_by_model(client, sorted({mv.name for mv in matched}))
     return VersionPage([_row(mv, aliases[mv.name]) for mv in matched], token, scanned)
+
+
+def _text(token: str | bytes | None) -> str | None:
+    """The page token as text (the SQL store hands out bytes), None at the end."""
+    if isinstance(token, bytes):
+        token = token.decode("ascii")
+    return token or None
 
 
 def _aliases_by_model(client: MlflowClient, model_names: list[str]) -> dict[str, dict[str, list[str]]]:
