@@ -141,39 +141,16 @@ def score_champion(
         return None
     mv = require_version(client, model_name, champion_version)
     validation_metrics = validation_metrics_from_tags(mv.tags)
-
-    ratings = data.ratings
-    latest = None
-    if len(ratings):
-        latest = datetime.fromtimestamp(int(ratings["timestamp"].max()), tz=timezone.utc)
-    window = monitoring_window(requested_end, latest, policy.monitoring.monitor_window_days)
-    timestamps = ratings["timestamp"].to_numpy()
-    in_window = (timestamps >= window.start.timestamp()) & (timestamps < window.end.timestamp())
-    recent = ratings.loc[in_window].reset_index(drop=True)
+    window, recent = recent_window(data, requested_end, policy.monitoring.monitor_window_days)
     y_true = labels(recent)
     n_ratings, n_positive = len(recent), int(y_true.sum())
 
     experiment_id = _experiment_id(client, experiment_name, artifact_location)
-    tags = {
-        **run_tags,
-        MODEL_NAME_TAG: model_name,
-        CHAMPION_VERSION_TAG: champion_version,
-        "window_anchor": window.anchor,
-        "data_source": data.source,
-    }
-    if policy.overrides:
-        tags["policy_overrides"] = policy.overrides_json()
+    tags = _run_tags(run_tags, model_name, champion_version, window, data.source, policy)
     run = client.create_run(experiment_id, tags=tags, run_name=f"{model_name}-v{champion_version}-monitor")
     run_id = run.info.run_id
     try:
-        _log_params(client, run_id, {
-            "window_start": window.start.isoformat(),
-            "window_end": window.end.isoformat(),
-            "window_requested_end": window.requested_end.isoformat(),
-            "window_days": policy.monitoring.monitor_window_days,
-            "margin": policy.monitoring.monitor_max_drift,
-            "min_ratings": policy.monitoring.monitor_min_ratings,
-        })
+        _log_params(client, run_id, _window_params(window, policy))
         metrics: dict[str, float] = {}
         if insufficient_evidence(n_ratings, n_positive, policy.monitoring.monitor_min_ratings) is None:
             metrics = _score(client, mv, recent, y_true)
@@ -201,6 +178,51 @@ def score_champion(
         metrics=metrics,
         validation_metrics=validation_metrics,
     )
+
+
+def recent_window(data: MovieLensData, requested_end: datetime, window_days: int) -> tuple[MonitoringWindow, Any]:
+    """The monitoring window before requested_end (anchored at the latest rating when the data
+    stops earlier) and the ratings inside it.
+
+    :param data: the data source's ratings.
+    :param requested_end: the run's data interval end.
+    :param window_days: the window's length.
+    """
+    ratings = data.ratings
+    latest = None
+    if len(ratings):
+        latest = datetime.fromtimestamp(int(ratings["timestamp"].max()), tz=timezone.utc)
+    window = monitoring_window(requested_end, latest, window_days)
+    timestamps = ratings["timestamp"].to_numpy()
+    in_window = (timestamps >= window.start.timestamp()) & (timestamps < window.end.timestamp())
+    return window, ratings.loc[in_window].reset_index(drop=True)
+
+
+def _run_tags(
+    run_tags: dict[str, str], model_name: str, champion_version: str, window: MonitoringWindow,
+    source: str, policy: GovernancePolicy,
+) -> dict[str, str]:
+    tags = {
+        **run_tags,
+        MODEL_NAME_TAG: model_name,
+        CHAMPION_VERSION_TAG: champion_version,
+        "window_anchor": window.anchor,
+        "data_source": source,
+    }
+    if policy.overrides:
+        tags["policy_overrides"] = policy.overrides_json()
+    return tags
+
+
+def _window_params(window: MonitoringWindow, policy: GovernancePolicy) -> dict[str, Any]:
+    return {
+        "window_start": window.start.isoformat(),
+        "window_end": window.end.isoformat(),
+        "window_requested_end": window.requested_end.isoformat(),
+        "window_days": policy.monitoring.monitor_window_days,
+        "margin": policy.monitoring.monitor_max_drift,
+        "min_ratings": policy.monitoring.monitor_min_ratings,
+    }
 
 
 def _score(client: MlflowClient, mv, recent, y_true: np.ndarray) -> dict[str, float]:
