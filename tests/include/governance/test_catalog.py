@@ -142,3 +142,24 @@ def test_unknown_model_is_not_found(mlflow_client, run_cli):  # noqa: F811
 def test_filter_rejects_unknown_status():
     with pytest.raises(CatalogQueryError, match="'waiting'"):
         VersionFilter(approval_status="waiting")
+
+
+def test_describe_sets_version_and_model_descriptions_audited(mlflow_client, logged_model, run_cli):  # noqa: F811
+    from include.governance.audit import AuditLog, EventType
+
+    add_versions(mlflow_client, logged_model, [{lc.SUBMITTED_BY: "trainer"}] * 2)
+    code, _, err = run_cli("describe", MODEL, "2", "--text", "retrained on May data", "--actor", "dana")
+    assert code == 0, err
+    code, _, err = run_cli("describe", MODEL, "--text", "top-10 movie recommender", "--actor", "dana")
+    assert code == 0, err
+    assert mlflow_client.get_model_version(MODEL, "2").description == "retrained on May data"
+    assert mlflow_client.get_registered_model(MODEL).description == "top-10 movie recommender"
+    rows = json.loads(run_cli("versions", MODEL, "--json")[1])["versions"]
+    assert [r["description"] for r in rows] == ["retrained on May data", None]
+    events = AuditLog(f"sqlite:///{run_cli.audit_path}").events(model_name=MODEL, kinds=[EventType.DESCRIBED])
+    assert [(e.version, e.actor, e.reason) for e in events] == [
+        ("2", "dana", "retrained on May data"), ("", "dana", "top-10 movie recommender")]
+    code, _, err = run_cli("describe", MODEL, "2", "--text", "   ", "--actor", "dana")
+    assert code == 2 and "must not be empty" in err
+    code, _, err = run_cli("describe", MODEL, "9", "--text", "x", "--actor", "dana")
+    assert code == 3 and "9" in err
