@@ -17,7 +17,7 @@ import math
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from include.recommender.data_snapshot import load_snapshot
+from include.recommender.data_snapshot import SnapshotError, load_snapshot
 from include.recommender.features import LABEL_THRESHOLD, labels
 from include.recommender.holdout_metrics import (
     LATENCY_REQUEST_ROWS,
@@ -164,9 +164,21 @@ def evaluate_and_log(
     :param ranking_protocol: which holdout users the ranking metrics rank, and how many at
         once; None: RankingProtocol() (every user up to DEFAULT_RANKING_USERS).
     """
-    protocol = ranking_protocol or RankingProtocol()
     snapshot = ratings_before(data.ratings, cutoff)
-    data_fingerprint = fingerprint(snapshot)
+    return _evaluate(run_id, data, snapshot, fingerprint(snapshot), holdout_fraction, tracking_uri,
+                     ranking_protocol or RankingProtocol())
+
+
+def _evaluate(
+    run_id: str,
+    data: MovieLensData,
+    snapshot: pd.DataFrame,
+    data_fingerprint: str,
+    holdout_fraction: float,
+    tracking_uri: str | None,
+    protocol: RankingProtocol,
+) -> dict[str, float]:
+    """evaluate_and_log once the cutoff snapshot and its fingerprint are known."""
     # The process-wide URI, not only tracking_uri= on the calls: MLflow resolves the logged model
     # behind runs:/<id>/model with a client on the global URI (ModelsArtifactRepository).
     with tracking_uri_scope(tracking_uri), tempfile.TemporaryDirectory(prefix="evaluation-") as tmp:
@@ -210,10 +222,24 @@ def evaluate_run_snapshot(
     """
     with tracking_uri_scope(tracking_uri), tempfile.TemporaryDirectory(prefix="snapshot-") as tmp:
         data = load_snapshot(MlflowClient(), run_id, data_fingerprint, Path(tmp))
-    return evaluate_and_log(
-        run_id=run_id, data=data, cutoff=cutoff, holdout_fraction=holdout_fraction,
-        tracking_uri=tracking_uri, ranking_protocol=ranking_protocol,
-    )
+    # The snapshot holds only ratings before the cutoff, and load_snapshot has fingerprinted
+    # them: no second filter or fingerprint (each a copy or a sort of every rating).
+    _check_cutoff(data.ratings, cutoff, run_id)
+    return _evaluate(run_id, data, data.ratings, data_fingerprint, holdout_fraction, tracking_uri,
+                     ranking_protocol or RankingProtocol())
+
+
+def _check_cutoff(ratings: pd.DataFrame, cutoff: datetime | None, run_id: str) -> None:
+    """Refuse a snapshot holding ratings at or after the cutoff the caller says training used."""
+    if cutoff is None or len(ratings) == 0:
+        return
+    bound = (cutoff if cutoff.tzinfo else cutoff.replace(tzinfo=timezone.utc)).timestamp()
+    latest = int(ratings["timestamp"].max())
+    if latest >= bound:
+        raise SnapshotError(
+            f"data snapshot of run {run_id} holds ratings up to {latest} (unix seconds), "
+            f"not only before the cutoff {cutoff.isoformat()}"
+        )
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 
 import numpy as np
@@ -200,3 +201,33 @@ def test_real_data_without_an_oracle_logs_no_oracle_metrics(data, run):
     metrics = evaluate_and_log(run_id=run["run_id"], data=plain, cutoff=None, tracking_uri=run["uri"])
     assert not set(ORACLE_METRIC_NAMES) & set(metrics)
     assert set(RANKING_METRIC_NAMES) <= set(metrics)
+
+
+def test_the_kept_snapshot_evaluates_exactly_like_the_source_data(data, run):
+    """log's path (the snapshot train kept) and the source give the same figures: same rows, oracle included."""
+    from include.recommender.evaluation import evaluate_run_snapshot
+    from include.recommender.snapshot import fingerprint
+
+    from_source = evaluate_and_log(run_id=run["run_id"], data=data, cutoff=None, tracking_uri=run["uri"])
+    from_snapshot = evaluate_run_snapshot(
+        run_id=run["run_id"], data_fingerprint=fingerprint(data.ratings), cutoff=None, tracking_uri=run["uri"]
+    )
+    timing = {"inference_p50_ms", "inference_p95_ms"}
+    assert set(from_snapshot) == set(from_source)
+    assert {k: v for k, v in from_snapshot.items() if k not in timing} == {
+        k: v for k, v in from_source.items() if k not in timing
+    }
+
+
+def test_a_snapshot_past_the_stated_cutoff_is_refused(data, run):
+    from datetime import datetime, timezone
+
+    from include.recommender.data_snapshot import SnapshotError
+    from include.recommender.evaluation import evaluate_run_snapshot
+    from include.recommender.snapshot import fingerprint
+
+    early = datetime.fromtimestamp(int(data.ratings["timestamp"].median()), tz=timezone.utc)
+    with pytest.raises(SnapshotError, match=f"run {run['run_id']} holds ratings up to .* the cutoff {re.escape(early.isoformat())}"):
+        evaluate_run_snapshot(
+            run_id=run["run_id"], data_fingerprint=fingerprint(data.ratings), cutoff=early, tracking_uri=run["uri"]
+        )
