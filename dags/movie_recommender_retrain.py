@@ -112,7 +112,12 @@ POLICY_OVERRIDES = (
     tags=["mlflow", "model-registry", "recommender"],
 )
 def movie_recommender_retrain():
-    # train keeps the rows it trained on in its MLflow run; log evaluates on exactly those.
+    train, evaluate = _training_steps()
+    chain(train, evaluate, *_governance_steps(train.output))
+
+
+def _training_steps() -> tuple[TrainModelOperator, EvaluateModelOperator]:
+    """train, then log: train keeps the rows it trained on in its MLflow run; log evaluates on those."""
     train = TrainModelOperator(
         task_id="train",
         model_type="{{ params.model_type }}",
@@ -134,7 +139,11 @@ def movie_recommender_retrain():
         holdout_fraction="{{ params.holdout_fraction }}",
         queue=TRAINING_QUEUE,
     )
+    return train, evaluate
 
+
+def _governance_steps(trained) -> list:
+    """register -> validate -> approve -> review_in_airflow -> wait_for_approval -> promote."""
     register = RegisterModelVersionOperator(
         task_id="register",
         model_name="{{ params.model_name }}",
@@ -183,8 +192,7 @@ def movie_recommender_retrain():
         version=register.output["version"],
         policy_overrides=POLICY_OVERRIDES,
     )
-
-    chain(train, evaluate, register, validate, approve, review_in_airflow, wait_for_approval, promote)
+    return [register, validate, approve, review_in_airflow, wait_for_approval, promote]
 
 
 movie_recommender_retrain()
