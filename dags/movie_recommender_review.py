@@ -6,9 +6,11 @@ notes. The decision is written to the version's tags in the MLflow Model Registr
 authenticated Airflow user name** as `approved_by` -- the same record a reviewer would write in
 the MLflow UI, so the waiting retrain run's `wait_for_approval` task picks it up.
 
-The policy still applies: the submitter of a version cannot approve it (separation of duties),
-only an allowed approver may decide where the policy names approvers, and a version that has not
-passed validation cannot be approved. A refused decision fails this run with the reason.
+The policy still applies, with the overrides the version's run was validated under: the
+submitter of a version cannot approve it (separation of duties), only an allowed approver may
+decide where the policy names approvers, a version that has not passed validation or is no
+longer the candidate cannot be approved, the serving champion cannot be rejected, and a recorded
+decision is final. A refused decision fails this run with the reason and is audited.
 
 If the retrain run's `wait_for_approval` task had already timed out, clear it (with downstream)
 after this run succeeds: it re-reads the decision and the run continues.
@@ -18,9 +20,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, dag
 
-MODEL_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9._-]{0,127}$"
+from include.governance.lifecycle import DEFAULT_MODEL_NAME, MODEL_NAME_PATTERN
+from mlflow_governance.review import DECISIONS, RecordReviewOperator
 
 
 @dag(
@@ -30,49 +33,24 @@ MODEL_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9._-]{0,127}$"
     start_date=datetime(2025, 1, 1),
     catchup=False,
     params={
-        "model_name": Param("movie_recommender", type="string", pattern=MODEL_NAME_PATTERN,
+        "model_name": Param(DEFAULT_MODEL_NAME, type="string", pattern=MODEL_NAME_PATTERN,
                             description="Registered model name."),
         "version": Param(1, type="integer", minimum=1, description="The model version to decide on."),
-        "decision": Param("approve", type="string", enum=["approve", "reject"], description="Your decision."),
+        "decision": Param("approve", type="string", enum=list(DECISIONS), description="Your decision."),
         "notes": Param("", type="string", maxLength=4000, description="Why (kept on the version as approval_notes)."),
     },
+    render_template_as_native_obj=True,
     default_args={"owner": "ml-platform", "retries": 0},
     tags=["mlflow", "model-registry", "governance"],
 )
 def movie_recommender_review():
-    @task
-    def record_decision() -> dict:
-        """Write the decision with the triggering user as reviewer; refusals fail the run."""
-        from airflow.sdk import get_current_context
-        from airflow.sdk.exceptions import AirflowFailException
-
-        from include.governance.approval import ApprovalError, record_review
-        from include.governance.policy import GovernancePolicy
-        from include.governance.registry import RegistryError
-        from mlflow_governance.hooks import GOVERNANCE_CONN_ID, MlflowHook
-
-        context = get_current_context()
-        params = context["params"]
-        reviewer = context["dag_run"].triggering_user_name
-        if not reviewer:
-            # Scheduled or API runs without a user cannot stand for a person's decision.
-            raise AirflowFailException("This run has no triggering user; trigger it from the UI or API as yourself")
-        try:
-            record = record_review(
-                MlflowHook(GOVERNANCE_CONN_ID).get_conn(),
-                params["model_name"],
-                str(params["version"]),
-                approve=params["decision"] == "approve",
-                reviewer=reviewer,
-                notes=params["notes"] or None,
-                policy=GovernancePolicy.load().approval,
-            )
-        except (ApprovalError, RegistryError) as exc:
-            raise AirflowFailException(f"Decision refused: {exc}") from exc
-        return {"model_name": params["model_name"], "version": str(params["version"]),
-                "status": record.status.value, "approved_by": reviewer}
-
-    record_decision()
+    RecordReviewOperator(
+        task_id="record_decision",
+        model_name="{{ params.model_name }}",
+        version="{{ params.version }}",
+        decision="{{ params.decision }}",
+        notes="{{ params.notes }}",
+    )
 
 
 movie_recommender_review()

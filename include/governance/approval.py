@@ -12,30 +12,63 @@ from dataclasses import dataclass, field
 
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, ErrorCode
 
 from include.governance import lifecycle as lc
 from include.governance.audit import evidence_metrics
+from include.governance.candidate import staleness_problem
 from include.governance.lifecycle import ApprovalStatus
 from include.governance.policy import ApprovalPolicy
-from include.governance.registry import get_aliases, require_version, set_tags
+from include.governance.registry import get_aliases, is_not_found, require_version, set_tags
 
 log = logging.getLogger(__name__)
+
+_INVALID_PARAMETER = ErrorCode.Name(INVALID_PARAMETER_VALUE)
 
 
 class ApprovalError(RuntimeError):
     """An approval cannot be recorded or accepted; the message says why."""
 
 
-class ReviewerRefused(ApprovalError):
-    """The policy does not let this person decide on this version (separation of duties, allow-list).
+class ReviewRefused(ApprovalError):
+    """A person's decision the review rules do not accept; nothing was recorded for it.
 
-    :param reason: why, without the version (e.g. "bob is not an allowed approver (alice)").
+    :param where: the version (``"model vN"``).
+    :param reviewer: who decided.
+    :param reason: which rule refused it and why, without the version.
     """
+
+    rule = "review"
 
     def __init__(self, where: str, reviewer: str, reason: str) -> None:
         super().__init__(f"{where}: {reason}")
+        self.where = where
         self.reviewer = reviewer
         self.reason = reason
+
+
+class ReviewerRefused(ReviewRefused):
+    """This person may not decide on this version (separation of duties, the approver allow-list)."""
+
+    rule = "reviewer"
+
+
+class NotValidated(ReviewRefused):
+    """An approval of a version that has not passed validation."""
+
+    rule = "validation"
+
+
+class StaleDecision(ReviewRefused):
+    """A decision that could not take effect: the version is no longer the candidate, or serves."""
+
+    rule = "candidate"
+
+
+class AlreadyDecided(ReviewRefused):
+    """A second, different decision on a version a person already decided on."""
+
+    rule = "final"
 
 
 @dataclass(frozen=True)
@@ -140,12 +173,12 @@ def request_approval(
     validation = mv.tags.get(lc.VALIDATION_STATUS)
     if validation is None:
         raise ApprovalError(f"{where} has not been validated ({lc.VALIDATION_STATUS} tag missing)")
-    improvement_tag = mv.tags.get("validation_improvement")
+    improvement_tag = mv.tags.get(lc.VALIDATION_IMPROVEMENT)
     decision = decide(
         validation_passed=validation == lc.ValidationStatus.PASSED.value,
         improvement=float(improvement_tag) if improvement_tag is not None else None,
         policy=policy,
-        validation_summary=mv.tags.get("validation_summary", ""),
+        validation_summary=mv.tags.get(lc.VALIDATION_SUMMARY, ""),
     )
     set_tags(
         client,
@@ -161,6 +194,56 @@ def request_approval(
     return decision
 
 
+@dataclass(frozen=True)
+class PriorDecision:
+    """A person's decision already on record for a version."""
+
+    status: ApprovalStatus
+    reviewer: str
+
+
+def prior_decision(record: ApprovalRecord) -> PriorDecision | None:
+    """The person's decision a version's tags hold (approved or rejected), or None."""
+    if record.decided_by_person and record.status in (ApprovalStatus.APPROVED, ApprovalStatus.REJECTED):
+        return PriorDecision(record.status, record.approved_by)
+    return None
+
+
+def check_review(
+    tags: dict[str, str],
+    aliases: dict[str, str],
+    version: str,
+    policy: ApprovalPolicy,
+    *,
+    where: str,
+    approve: bool,
+    reviewer: str,
+    prior: PriorDecision | None,
+) -> None:
+    """Every rule a person's decision must pass, whichever channel carries it.
+
+    :param tags: the version's tags (without the decision being judged).
+    :param aliases: the model's aliases.
+    :param prior: a person's decision already on record, if any.
+    :raises ReviewRefused: a subclass naming the rule: the first rule the decision breaks.
+    """
+    status = ApprovalStatus.APPROVED if approve else ApprovalStatus.REJECTED
+    if prior is not None:
+        if (prior.status, prior.reviewer) == (status, reviewer):
+            return  # the same decision again (a retry): it was judged when it was recorded
+        raise AlreadyDecided(
+            where, reviewer, f"it was already {prior.status.value} by {prior.reviewer}; a recorded decision is final"
+        )
+    if approve and tags.get(lc.VALIDATION_STATUS) != lc.ValidationStatus.PASSED.value:
+        raise NotValidated(where, reviewer, "it has not passed validation, so it cannot be approved")
+    problem = reviewer_problem(ApprovalRecord(status, "", reviewer, None, tags.get(lc.SUBMITTED_BY)), policy)
+    if problem:
+        raise ReviewerRefused(where, reviewer, problem)
+    problem = candidate_problem(tags, aliases, version, approve=approve)
+    if problem:
+        raise StaleDecision(where, reviewer, problem)
+
+
 def record_review(
     client: MlflowClient,
     model_name: str,
@@ -170,34 +253,28 @@ def record_review(
     reviewer: str,
     notes: str | None,
     policy: ApprovalPolicy,
-    check_candidate: bool = False,
 ) -> ApprovalRecord:
-    """Record a person's decision on a version, as a reviewer in the MLflow UI would.
+    """Record a person's decision on a version, after every review rule (``check_review``).
+
+    The same decision by the same person again changes nothing (a retried task).
 
     :param approve: True approves, False rejects.
     :param reviewer: the reviewer's user name (written to ``approved_by``).
-    :param check_candidate: also refuse a decision that could not take effect: approving a
-        version that is no longer ``@challenger`` or was validated against another champion,
-        or rejecting the serving ``@champion`` (roll back instead).
-    :raises ReviewerRefused: the policy does not let this reviewer decide on this version.
-    :raises ApprovalError: the decision cannot be recorded (e.g. approving a failed validation).
+    :raises ReviewRefused: a rule refuses the decision; nothing was written.
+    :raises ApprovalError: no reviewer named.
+    :raises VersionNotFound: the version does not exist.
     """
     version = str(version)
     if not reviewer or not reviewer.strip():
         raise ApprovalError("a reviewer name is required")
     mv = require_version(client, model_name, version)
     where = f"{model_name} v{version}"
-    status = ApprovalStatus.APPROVED if approve else ApprovalStatus.REJECTED
-    if approve and mv.tags.get(lc.VALIDATION_STATUS) != lc.ValidationStatus.PASSED.value:
-        raise ApprovalError(f"{where} has not passed validation; it cannot be approved")
-    candidate = ApprovalRecord(status, "", reviewer, notes, mv.tags.get(lc.SUBMITTED_BY))
-    problem = reviewer_problem(candidate, policy)
-    if problem:
-        raise ReviewerRefused(where, reviewer, problem)
-    if check_candidate:
-        problem = candidate_problem(mv.tags, get_aliases(client, model_name), version, approve=approve)
-        if problem:
-            raise ApprovalError(f"{where}: {problem}; nothing was recorded")
+    prior = prior_decision(read_record(mv.tags, where=where))
+    check_review(mv.tags, get_aliases(client, model_name), version, policy,
+                 where=where, approve=approve, reviewer=reviewer, prior=prior)
+    if prior is not None:
+        log.info("%s was already %s by %s; nothing to change", where, prior.status.value, reviewer)
+        return read_record(mv.tags, where=where)
     tags = {
         lc.APPROVED_BY: reviewer,
         lc.MANUAL_APPROVAL_TIMESTAMP: lc.utc_now_iso(),
@@ -207,7 +284,7 @@ def record_review(
         tags[lc.APPROVAL_NOTES] = notes[:4000]
     # Tags are written one by one and a sensor may read between two writes: the status goes
     # last, so whoever sees the decision also sees who made it, when, and why.
-    tags[lc.APPROVAL_STATUS] = status.value
+    tags[lc.APPROVAL_STATUS] = (ApprovalStatus.APPROVED if approve else ApprovalStatus.REJECTED).value
     set_tags(client, model_name, version, tags)
     return read_record({**mv.tags, **tags}, where=where)
 
@@ -215,9 +292,8 @@ def record_review(
 def candidate_problem(tags: dict[str, str], aliases: dict[str, str], version: str, *, approve: bool) -> str | None:
     """Why a person's decision on this version would not take effect now, or None.
 
-    :param tags: the version's tags.
-    :param aliases: the model's aliases (``{alias: version}``).
-    :param approve: whether the decision approves (else rejects).
+    Rejecting the serving ``@champion`` is refused (roll back instead); approving needs the
+    version to still be the candidate it was validated as (``staleness_problem``).
     """
     champion = aliases.get(lc.CHAMPION)
     if not approve:
@@ -226,18 +302,7 @@ def candidate_problem(tags: dict[str, str], aliases: dict[str, str], version: st
         return None
     if champion == version:
         return f"it is already @{lc.CHAMPION}"
-    if aliases.get(lc.CHALLENGER) != version:
-        return (
-            f"it is no longer the candidate (@{lc.CHALLENGER} is {aliases.get(lc.CHALLENGER) or 'unset'}): "
-            "a stale approval would not promote it"
-        )
-    baseline = tags.get(lc.VALIDATION_BASELINE_VERSION, lc.NO_BASELINE)
-    if baseline != (champion or lc.NO_BASELINE):
-        return (
-            f"it was validated against champion {baseline} but the champion is now {champion or lc.NO_BASELINE}; "
-            "re-validate it before approving"
-        )
-    return None
+    return staleness_problem(tags, aliases, version)
 
 
 def expire(client: MlflowClient, model_name: str, version: str | int, *, waited: str) -> bool:
@@ -371,10 +436,9 @@ def _challengers(client: MlflowClient, model_names: list[str]) -> dict[str, str 
         try:
             return str(client.get_model_version_by_alias(name, lc.CHALLENGER).version)
         except MlflowException as exc:
-            code = str(getattr(exc, "error_code", ""))
             # An unset alias is INVALID_PARAMETER_VALUE "... alias challenger not found."; a model
             # deleted since the search, RESOURCE_DOES_NOT_EXIST.
-            if code == "RESOURCE_DOES_NOT_EXIST" or (code == "INVALID_PARAMETER_VALUE" and "not found" in str(exc)):
+            if is_not_found(exc) or (exc.error_code == _INVALID_PARAMETER and "not found" in str(exc)):
                 return None
             raise
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
+import contextlib
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -70,13 +70,13 @@ class CliError(Exception):
 
 # ---- argument types ---------------------------------------------------------------------
 
-_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\- ]{0,255}$")
-
-
 def _model_name(value: str) -> str:
-    if not _MODEL_NAME.match(value):
-        raise argparse.ArgumentTypeError(f"invalid model name {value!r}")
-    return value
+    from include.governance.names import InvalidName, check_model_name
+
+    try:
+        return check_model_name(value)
+    except InvalidName as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _version(value: str) -> str:
@@ -254,10 +254,10 @@ def _policy(path: str | None):
 
 
 def _require(client, model: str, version: str):
-    from include.governance.rollback import VersionNotFound, fetch_version
+    from include.governance.registry import VersionNotFound, require_version
 
     try:
-        return fetch_version(client, model, version)
+        return require_version(client, model, version)
     except VersionNotFound as exc:
         raise CliError(str(exc), EXIT_NOT_FOUND) from None
 
@@ -302,12 +302,14 @@ class Output:
 
     def __init__(self, as_json: bool) -> None:
         self.as_json = as_json
+        # Taken before the command runs: while it runs, anything else printed goes to stderr.
+        self.stream = sys.stdout
 
     def emit(self, data: Any, text: Callable[[], str]) -> None:
         if self.as_json:
-            print(json.dumps(data, indent=2, default=str))
+            print(json.dumps(data, indent=2, default=str), file=self.stream)
         else:
-            print(text())
+            print(text(), file=self.stream)
 
 
 # ---- commands -----------------------------------------------------------------------------
@@ -399,42 +401,41 @@ def cmd_lineage(args: argparse.Namespace, out: Output) -> int:
 
 
 def _decide(args: argparse.Namespace, out: Output, *, approve: bool) -> int:
-    from include.governance.approval import ApprovalError, record_review
-    from include.governance.audit import AuditContext, review_event
+    from include.governance.approval import ApprovalError
+    from include.governance.audit import AuditContext
+    from include.governance.steps import record_review
 
     client = _client(args)
     policy = _policy(args.policy)
     _require(client, args.model, args.version)
     trail = _trail(args, client)  # fails before the decision is written when the table is unusable
     try:
-        record_review(
-            client, args.model, args.version, approve=approve, reviewer=args.reviewer, notes=args.notes,
-            policy=policy.approval, check_candidate=True,
-        )
+        with _audit_failure(f"the decision may be recorded on {args.model} v{args.version}"):
+            record_review(
+                client, policy, trail, AuditContext(actor=args.reviewer, source="cli"), args.model, args.version,
+                approve=approve, reviewer=args.reviewer, notes=args.notes,
+            )
     except ApprovalError as exc:
         raise CliError(str(exc), EXIT_REFUSED) from None
-    mv = client.get_model_version(args.model, args.version)
-    event = review_event(mv, AuditContext(actor=args.reviewer, source="cli"))
-    _record_after(trail, [event], f"the decision is recorded on {args.model} v{args.version} "
-                  "(a waiting approval sensor records the same event when it sees it)")
     verb = "approved" if approve else "rejected"
     out.emit(
-        {"model_name": args.model, "version": args.version, "status": verb, "reviewer": args.reviewer,
-         "audit_event": event.to_dict()},
+        {"model_name": args.model, "version": args.version, "status": verb, "reviewer": args.reviewer},
         lambda: f"{args.model} v{args.version} {verb} by {args.reviewer}"
         + (" (a waiting DAG run promotes it within its poke interval)" if approve else ""),
     )
     return EXIT_OK
 
 
-def _record_after(trail, events, done: str) -> None:
-    """Append the events of a change already made; a failure says the change stands."""
+@contextlib.contextmanager
+def _audit_failure(done: str):
+    """A failure to write the audit trail of a change the step made says that the change stands."""
     import sqlalchemy.exc
-    from mlflow.exceptions import MlflowException
+
+    from include.governance.audit import AuditError
 
     try:
-        trail.record(*events)
-    except (sqlalchemy.exc.SQLAlchemyError, MlflowException, OSError) as exc:
+        yield
+    except (sqlalchemy.exc.SQLAlchemyError, AuditError) as exc:
         raise CliError(f"{done}, but writing the audit trail failed: {exc}", EXIT_ERROR) from exc
 
 
@@ -448,19 +449,20 @@ def cmd_reject(args: argparse.Namespace, out: Output) -> int:
 
 def cmd_rollback(args: argparse.Namespace, out: Output) -> int:
     from include.governance.audit import AuditContext
-    from include.governance.rollback import RollbackRefused, VersionNotFound, execute_rollback, plan_rollback, rollback_events
+    from include.governance.registry import VersionNotFound
+    from include.governance.rollback import RollbackRefused
+    from include.governance.steps import plan_rollback, rollback
 
     client = _client(args)
     trail = _trail(args, client)  # fails before @champion moves when the table is unusable
     try:
         plan = plan_rollback(client, args.model, args.to_version)
-        result = execute_rollback(client, plan, actor=args.actor, reason=args.reason)
+        with _audit_failure(f"@champion of {args.model} may have moved"):
+            result = rollback(client, None, trail, AuditContext(actor=args.actor, source="cli"), plan, reason=args.reason)
     except RollbackRefused as exc:
         raise CliError(str(exc), EXIT_REFUSED) from None
     except VersionNotFound as exc:
         raise CliError(str(exc), EXIT_NOT_FOUND) from None
-    _record_after(trail, rollback_events(client, result, AuditContext(actor=args.actor, source="cli")),
-                  f"@champion of {args.model} was moved to v{result.champion}")
     out.emit(
         {**result.as_xcom(), "actor": args.actor, "reason": args.reason},
         lambda: f"{args.model}: @champion is v{result.champion} again (was v{result.rolled_back_from}; "
@@ -545,7 +547,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     out = Output(args.json)
     try:
-        return COMMANDS[args.command](args, out)
+        # Libraries log to stdout (Airflow's logging setup, imported to find audit_db): keep
+        # stdout for the command's own output, so --json prints one JSON document.
+        with contextlib.redirect_stdout(sys.stderr):
+            return COMMANDS[args.command](args, out)
     except CliError as exc:
         return _fail(out, str(exc), exc.code)
     except Exception as exc:  # noqa: BLE001 - reported in full and mapped to an exit code, never hidden
@@ -565,7 +570,9 @@ def _classify(exc: Exception) -> tuple[str, int]:
     except ImportError:  # mlflow missing: nothing below applies
         MlflowException = ()  # noqa: N806
     if MlflowException and isinstance(exc, MlflowException):
-        if str(getattr(exc, "error_code", "")) == "RESOURCE_DOES_NOT_EXIST":
+        from include.governance.registry import is_not_found
+
+        if is_not_found(exc):
             return exc.message, EXIT_NOT_FOUND
         return f"MLflow: {exc.message}", EXIT_ERROR
     if isinstance(exc, (sqlalchemy.exc.SQLAlchemyError, AuditError)):
@@ -580,5 +587,5 @@ def _fail(out: Output, message: str, code: int) -> int:
     labels = {EXIT_REFUSED: "refused", EXIT_USAGE: "usage error", EXIT_NOT_FOUND: "not found", EXIT_ERROR: "error"}
     print(f"{PROG}: {labels.get(code, 'error')}: {message}", file=sys.stderr)
     if out.as_json:
-        print(json.dumps({"error": message, "exit_code": code}))
+        print(json.dumps({"error": message, "exit_code": code}), file=out.stream)
     return code

@@ -11,7 +11,12 @@ from __future__ import annotations
 
 import re
 
-MAX_MODEL_NAME_LENGTH = 256
+from include.governance.lifecycle import MODEL_NAME_PATTERN
+
+# The project's rule (lifecycle.MODEL_NAME_PATTERN, also the DAG params' JSON Schema): stricter
+# than MLflow's, so every channel accepts the same names.
+_MODEL_NAME = re.compile(MODEL_NAME_PATTERN)
+MAX_MODEL_NAME_LENGTH = 128
 MAX_ALIAS_LENGTH = 255
 # Characters MLflow refuses in a name, plus the ones that would break a filter string.
 _FORBIDDEN_IN_NAME = ("/", ":", "'", '"', "\\")
@@ -43,6 +48,10 @@ def check_model_name(name: object) -> str:
         )
     if name in (".", ".."):
         raise InvalidName(f"model name {name!r} is a path component, not a name")
+    if not _MODEL_NAME.match(name):
+        raise InvalidName(
+            f"model name {name!r} must start with a letter and hold only letters, digits, '.', '_' and '-'"
+        )
     return name
 
 

@@ -9,9 +9,10 @@ from mlflow import MlflowClient
 
 from include.governance import lifecycle as lc
 from include.governance.approval import read_record, reviewer_problem
+from include.governance.candidate import staleness_problem
 from include.governance.lifecycle import ApprovalStatus
 from include.governance.policy import ApprovalPolicy
-from include.governance.registry import get_aliases, require_version, set_alias, set_tags
+from include.governance.registry import ReadBackError, get_aliases, read_back_alias, require_version, set_alias, set_tags
 
 log = logging.getLogger(__name__)
 
@@ -20,8 +21,8 @@ class PromotionRefused(RuntimeError):
     """The version may not become champion; the champion was not touched."""
 
 
-class PromotionError(RuntimeError):
-    """The registry did not end in the expected state after moving the alias."""
+# The read-back failure after moving @champion: the registry's one type (old name kept).
+PromotionError = ReadBackError
 
 
 @dataclass(frozen=True)
@@ -59,19 +60,8 @@ def promotion_problem(tags: dict[str, str], aliases: dict[str, str], version: st
         return f"{where}: {problem}"
     if aliases.get(lc.CHAMPION) == version:
         return None
-    if aliases.get(lc.CHALLENGER) != version:
-        return (
-            f"{where} is no longer the candidate (@{lc.CHALLENGER} is "
-            f"{aliases.get(lc.CHALLENGER) or 'unset'}): a stale approval does not promote"
-        )
-    baseline = tags.get(lc.VALIDATION_BASELINE_VERSION, lc.NO_BASELINE)
-    current = aliases.get(lc.CHAMPION) or lc.NO_BASELINE
-    if baseline != current:
-        return (
-            f"{where} was validated against champion {baseline} but the champion is now {current}; "
-            "re-validate it before promoting"
-        )
-    return None
+    problem = staleness_problem(tags, aliases, version)
+    return f"{where}: {problem}" if problem else None
 
 
 def promote(client: MlflowClient, model_name: str, version: str | int, policy: ApprovalPolicy) -> PromotionResult:
@@ -139,6 +129,4 @@ def _finish_promotion(
 
 
 def _read_back(client: MlflowClient, model_name: str, version: str) -> None:
-    seen = get_aliases(client, model_name).get(lc.CHAMPION)
-    if seen != version:
-        raise PromotionError(f"@{lc.CHAMPION} of {model_name} reads back as {seen}, expected {version}")
+    read_back_alias(client, model_name, lc.CHAMPION, version)

@@ -14,6 +14,9 @@ from urllib.parse import urlparse
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, RESOURCE_DOES_NOT_EXIST, ErrorCode
+
+from include.governance import lifecycle as lc
 
 from include.governance.names import check_alias, check_model_name
 
@@ -25,7 +28,7 @@ _FAILED_REGISTRATION = "FAILED_REGISTRATION"
 # NaN, infinite or out of range is broken evidence and is not registered (validation fails a
 # non-finite value too, should one appear later). SQL stores keep +-inf as +-1.8e308, a finite
 # number that would pass every minimum: hence the range check.
-EVIDENCE_METRICS = ("accuracy", "precision", "recall", "f1_score", "roc_auc")
+EVIDENCE_METRICS = lc.EVIDENCE_METRICS
 
 
 class RegistryError(RuntimeError):
@@ -36,8 +39,35 @@ class RegistrationRefused(RegistryError):
     """The run's evidence cannot be registered as it is; a retry cannot change that."""
 
 
+class VersionNotFound(RegistryError, LookupError):
+    """The registered model or model version named does not exist."""
+
+
+class ReadBackError(RegistryError):
+    """An alias did not read back as the step that moved it expected (promotion, rollback)."""
+
+
+_NOT_FOUND = ErrorCode.Name(RESOURCE_DOES_NOT_EXIST)
+_ALREADY_EXISTS = ErrorCode.Name(RESOURCE_ALREADY_EXISTS)
+
+
+def is_not_found(exc: MlflowException) -> bool:
+    """Whether MLflow answered that the model, version or run does not exist."""
+    return getattr(exc, "error_code", None) == _NOT_FOUND
+
+
 def _error_code(exc: MlflowException) -> str:
     return str(getattr(exc, "error_code", ""))
+
+
+def read_back_alias(client: MlflowClient, model_name: str, alias: str, expected: str) -> None:
+    """Check that ``@alias`` now points at ``expected``.
+
+    :raises ReadBackError: it points elsewhere (or nowhere).
+    """
+    seen = get_aliases(client, model_name).get(alias)
+    if seen != str(expected):
+        raise ReadBackError(f"@{alias} of {model_name} reads back as {seen}, expected {expected}")
 
 
 def get_aliases(client: MlflowClient, model_name: str) -> dict[str, str]:
@@ -49,7 +79,7 @@ def get_aliases(client: MlflowClient, model_name: str) -> dict[str, str]:
     try:
         model = client.get_registered_model(model_name)
     except MlflowException as exc:
-        if _error_code(exc) == "RESOURCE_DOES_NOT_EXIST":
+        if is_not_found(exc):
             return {}
         raise
     return {alias: str(version) for alias, version in (model.aliases or {}).items()}
@@ -109,7 +139,7 @@ def register_version(
     try:
         client.create_registered_model(model_name)
     except MlflowException as exc:
-        if _error_code(exc) != "RESOURCE_ALREADY_EXISTS":
+        if _error_code(exc) != _ALREADY_EXISTS:
             raise
     version = client.create_model_version(
         name=model_name,
@@ -151,7 +181,7 @@ def _one_version_per_run(client: MlflowClient, model_name: str, run_id: str, tag
         try:
             client.delete_model_version(model_name, str(duplicate.version))
         except MlflowException as exc:
-            if _error_code(exc) != "RESOURCE_DOES_NOT_EXIST":  # another caller deleted it first
+            if not is_not_found(exc):  # another caller deleted it first
                 raise
     return found[0]
 
@@ -244,7 +274,7 @@ def _logged_model(client: MlflowClient, model_id: str):
     try:
         return client.get_logged_model(model_id)
     except MlflowException as exc:
-        if _error_code(exc) == "RESOURCE_DOES_NOT_EXIST":
+        if is_not_found(exc):
             return None
         raise
 
@@ -339,13 +369,30 @@ def _check_quoting(**values: str) -> None:
 
 
 def require_version(client: MlflowClient, model_name: str, version: str | int) -> ModelVersion:
-    """Fetch a version, with an error that names it when it does not exist."""
+    """Fetch a version.
+
+    :raises VersionNotFound: naming the version, when it (or its model) does not exist.
+    """
     check_model_name(model_name)
     try:
         return client.get_model_version(model_name, str(version))
     except MlflowException as exc:
-        if _error_code(exc) == "RESOURCE_DOES_NOT_EXIST":
-            raise RegistryError(f"model version {model_name} v{version} does not exist") from None
+        if is_not_found(exc):
+            raise VersionNotFound(f"model version {model_name} v{version} does not exist") from None
+        raise
+
+
+def require_model(client: MlflowClient, model_name: str):
+    """Fetch a registered model.
+
+    :raises VersionNotFound: naming the model, when it does not exist.
+    """
+    check_model_name(model_name)
+    try:
+        return client.get_registered_model(model_name)
+    except MlflowException as exc:
+        if is_not_found(exc):
+            raise VersionNotFound(f"registered model {model_name} does not exist") from None
         raise
 
 

@@ -15,28 +15,32 @@ import logging
 from dataclasses import dataclass
 
 from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
 
 from include.governance import lifecycle as lc
 from include.governance.audit import AuditContext, AuditEvent, EventType, make_event
 from include.governance.lifecycle import ApprovalStatus
-from include.governance.registry import get_aliases, model_artifact_problem, set_alias, set_tags
+from include.governance.registry import (  # noqa: F401 - VersionNotFound re-exported for older imports
+    VersionNotFound,
+    get_aliases,
+    model_artifact_problem,
+    read_back_alias,
+    require_model,
+    require_version,
+    set_alias,
+    set_tags,
+)
 
 log = logging.getLogger(__name__)
 
-# Tags a rollback writes on the version it restores (names in the lifecycle's style).
-ROLLBACK_TIMESTAMP = "rollback_timestamp"
-ROLLED_BACK_FROM = "rolled_back_from_version"
-ROLLED_BACK_BY = "rolled_back_by"
-ROLLBACK_REASON = "rollback_reason"
+# Tags a rollback writes on the version it restores (the names live in the lifecycle contract).
+ROLLBACK_TIMESTAMP = lc.ROLLBACK_TIMESTAMP
+ROLLED_BACK_FROM = lc.ROLLED_BACK_FROM_VERSION
+ROLLED_BACK_BY = lc.ROLLED_BACK_BY
+ROLLBACK_REASON = lc.ROLLBACK_REASON
 
 
 class RollbackRefused(RuntimeError):
     """The rollback may not happen; ``@champion`` was not touched. The message says why."""
-
-
-class VersionNotFound(LookupError):
-    """The model or version named does not exist in the registry."""
 
 
 @dataclass(frozen=True)
@@ -74,14 +78,8 @@ class RollbackResult:
         }
 
 
-def fetch_version(client: MlflowClient, model_name: str, version: str | int):
-    """A version, or ``VersionNotFound`` naming it."""
-    try:
-        return client.get_model_version(model_name, str(version))
-    except MlflowException as exc:
-        if str(getattr(exc, "error_code", "")) == "RESOURCE_DOES_NOT_EXIST":
-            raise VersionNotFound(f"model version {model_name} v{version} does not exist") from None
-        raise
+# One way to fetch a version: the registry's (kept under this name for older imports).
+fetch_version = require_version
 
 
 def eligibility_problem(mv) -> str | None:
@@ -109,15 +107,10 @@ def plan_rollback(client: MlflowClient, model_name: str, to_version: str | int |
     :raises VersionNotFound: the model or the target version does not exist.
     :raises RollbackRefused: no champion, no target, or the target does not qualify.
     """
-    try:
-        model = client.get_registered_model(model_name)
-    except MlflowException as exc:
-        if str(getattr(exc, "error_code", "")) == "RESOURCE_DOES_NOT_EXIST":
-            raise VersionNotFound(f"registered model {model_name} does not exist") from None
-        raise
+    model = require_model(client, model_name)
     aliases = {alias: str(version) for alias, version in (model.aliases or {}).items()}
     current = aliases.get(lc.CHAMPION)
-    if to_version in (None, ""):
+    if to_version is None or to_version == "":
         target = aliases.get(lc.PREVIOUS_CHAMPION)
         if target is None:
             raise RollbackRefused(
@@ -193,9 +186,7 @@ def execute_rollback(
             ROLLBACK_REASON: reason[:4000],
         },
     )
-    seen = get_aliases(client, model_name).get(lc.CHAMPION)
-    if seen != target:
-        raise RuntimeError(f"@{lc.CHAMPION} of {model_name} reads back as {seen}, expected {target}")
+    read_back_alias(client, model_name, lc.CHAMPION, target)
     log.info("%s rolled back from v%s to v%s by %s: %s", model_name, planned, target, actor, reason)
     return RollbackResult(model_name, target, planned, changed=True, rolled_back_at=now, from_alias=plan.from_alias)
 

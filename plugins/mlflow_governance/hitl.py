@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.standard.operators.hitl import ApprovalOperator, HITLOperator
+from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk import Context, Param
 from airflow.sdk.exceptions import AirflowFailException, TaskAwaitingInput
 
@@ -38,7 +38,7 @@ HITL_MODE = "hitl"
 AUTH_MANAGERS_WITH_NAME_IDS = ("airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",)
 
 
-class ModelVersionHITLApprovalOperator(ApprovalOperator):
+class ModelVersionHITLApprovalOperator(HITLOperator):
     """Ask a person to approve or reject a version in the Airflow UI, and record the answer.
 
     Does nothing unless ``approval_mode`` is ``hitl`` or when the version already carries a
@@ -54,6 +54,11 @@ class ModelVersionHITLApprovalOperator(ApprovalOperator):
     :param policy_overrides: per-run policy overrides (e.g. an approvers allow-list).
     :param audit_conn_id: the Airflow connection of the audit database.
     """
+
+    # Approve or reject, as Airflow's ApprovalOperator asks; unlike it, a rejection skips nothing
+    # downstream: the approval sensor must see it and fail the run with who rejected and why.
+    APPROVE = "Approve"
+    REJECT = "Reject"
 
     template_fields: Sequence[str] = (
         "subject",
@@ -81,7 +86,7 @@ class ModelVersionHITLApprovalOperator(ApprovalOperator):
     ) -> None:
         kwargs.setdefault("subject", "Approve model {{ params.model_name }} for production?")
         kwargs.setdefault("params", {"notes": Param("", type="string", description="Why (kept on the version).")})
-        super().__init__(**kwargs)
+        super().__init__(options=[self.APPROVE, self.REJECT], multiple=False, **kwargs)
         self.model_name = model_name
         self.version = version
         self.approval_mode = approval_mode
@@ -126,33 +131,47 @@ class ModelVersionHITLApprovalOperator(ApprovalOperator):
             raise
 
     def execute_complete(self, context: Context, event: dict[str, Any], deadline: float | None = None) -> Any:
-        from include.governance.approval import ApprovalError, ReviewerRefused, record_review
+        from include.governance.approval import AlreadyDecided, ApprovalError, ReviewerRefused
+        from include.governance.steps import record_review
 
         client = self.hook.get_conn()
         if event.get("error_type") == "timeout":
             return self._timed_out(client, context)
-        answer = HITLOperator.execute_complete(self, context, event)
+        answer = super().execute_complete(context, event)
         user = answer["responded_by_user"] or {}
         reviewer = user.get("name") or user.get("id")
         approve = answer["chosen_options"] == [self.APPROVE]
-        notes = (answer["params_input"] or {}).get("notes") or None
         try:
             record = record_review(
-                client, self.model_name, self.version, approve=approve, reviewer=reviewer, notes=notes,
-                policy=self.approval_policy,
+                client, self.policy, *self._step_args(client, context), self.model_name, self.version,
+                approve=approve, reviewer=reviewer, notes=(answer["params_input"] or {}).get("notes") or None,
+                answered_at=_iso(answer["responded_at"]),
             )
         except ReviewerRefused as refused:
-            self._audit_refusal(client, context, refused, answer, approve=approve, notes=notes)
-            self.log.warning("%s: the answer of %s is refused (%s); asking again", self.where, reviewer, refused.reason)
+            # Someone else may still answer: the same form again (the refusal is audited).
+            self.log.warning("Decision refused: %s; asking again", refused)
             return self._ask_again(client, context, deadline)
+        except AlreadyDecided as refused:
+            # Another channel decided first: that decision stands and the sensor judges it.
+            self.log.warning("Decision refused: %s", refused)
+            return None
         except ApprovalError as exc:
-            raise AirflowFailException(f"Answer not accepted: {exc}") from exc
+            raise AirflowFailException(f"Decision refused: {exc}") from exc
         self.log.info("%s %s by %s", self.where, record.status.value, reviewer)
         return {"status": record.status.value, "approved_by": reviewer}
 
+    def _step_args(self, client: Any, context: Context) -> tuple[Any, Any]:
+        """The audit trail and the actor the governance steps take."""
+        return audit_trail(client, self.audit_conn_id), audit_context(context, self.task_id)
+
     @cached_property
+    def policy(self):
+        """The run's policy (a person decides here whatever the approval mode says)."""
+        return load_policy(self.policy_path, self.policy_overrides, "manual")
+
+    @property
     def approval_policy(self) -> "ApprovalPolicy":
-        return load_policy(self.policy_path, self.policy_overrides, "manual").approval
+        return self.policy.approval
 
     def _prepare_form(self, tags: dict[str, str]) -> None:
         """Subject, body and assignees of the request, from the version's tags and the policy."""
@@ -204,13 +223,11 @@ class ModelVersionHITLApprovalOperator(ApprovalOperator):
         A decision that reached the version through another channel meanwhile stands: the task
         then ends quietly and the approval sensor judges that decision.
         """
-        from include.governance.approval import expire
-        from include.governance.audit import expired_event
+        from include.governance.steps import expire
 
-        if expire(client, self.model_name, self.version, waited=f"{self.approval_timeout_minutes} minutes"):
-            mv = client.get_model_version(self.model_name, str(self.version))
-            audit_trail(client, self.audit_conn_id).record(expired_event(mv, audit_context(context, self.task_id)))
-        elif self._decided_elsewhere(client.get_model_version(self.model_name, str(self.version)).tags):
+        waited = f"{self.approval_timeout_minutes} minutes"
+        expired = expire(client, self.policy, *self._step_args(client, context), self.model_name, self.version, waited=waited)
+        if not expired and self._decided_elsewhere(client.get_model_version(self.model_name, str(self.version)).tags):
             return None
         raise AirflowFailException(f"{self.where}: no accepted answer before the timeout; expired")
 
@@ -225,21 +242,11 @@ class ModelVersionHITLApprovalOperator(ApprovalOperator):
             return True
         return False
 
-    def _audit_refusal(self, client: Any, context: Context, refused: Any, answer: dict[str, Any], *, approve: bool, notes: str | None) -> None:
-        from include.governance.audit import refused_review_event
 
-        answered_at = answer["responded_at"]
-        mv = client.get_model_version(self.model_name, str(self.version))
-        event = refused_review_event(
-            mv,
-            audit_context(context, self.task_id),
-            reviewer=refused.reviewer,
-            reason=refused.reason,
-            answered_at=answered_at.isoformat() if isinstance(answered_at, datetime) else str(answered_at),
-            decision="approved" if approve else "rejected",
-            notes=notes,
-        )
-        audit_trail(client, self.audit_conn_id).record(event)
+
+def _iso(value: Any) -> str:
+    """An answer's time as ISO 8601 (Airflow hands a datetime; a serialized event, a string)."""
+    return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
 def _refusal_rules(submitted_by: str | None, policy: "ApprovalPolicy") -> list[str]:

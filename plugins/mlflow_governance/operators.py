@@ -73,6 +73,15 @@ class _MlflowRegistryOperator(BaseOperator):
         if events:
             audit_trail(client, self.audit_conn_id).record(*events)
 
+    def step_args(self, client: Any, context: Context, actor: str | None = None) -> tuple[Any, Any]:
+        """The audit trail and the actor a governance step takes (the task's run and user)."""
+        who = audit_context(context, self.task_id)
+        if actor:
+            from dataclasses import replace
+
+            who = replace(who, actor=actor)
+        return audit_trail(client, self.audit_conn_id), who
+
 
 class RegisterModelVersionOperator(_MlflowRegistryOperator):
     """Register a run's model as a new version, or find the version a previous try made.
@@ -173,15 +182,11 @@ class ValidateModelVersionOperator(_VersionPolicyOperator):
 
     @runs_as_connection_identity
     def execute(self, context: Context) -> dict[str, Any]:
-        from include.governance.validation import validate_model_version
-
-        from include.governance.audit import validated_event
+        from include.governance.steps import validate
 
         policy = load_policy(self.policy_path, self.policy_overrides)
         client = self.hook.get_conn()
-        outcome = validate_model_version(client, self.model_name, self.version, policy)
-        mv = client.get_model_version(self.model_name, str(outcome.version))
-        self.audit(client, context, lambda ctx: [validated_event(mv, ctx)])
+        outcome = validate(client, policy, *self.step_args(client, context), self.model_name, self.version)
         if outcome.passed:
             self.log.info("%s v%s passed validation", self.model_name, outcome.version)
         else:
@@ -207,18 +212,16 @@ class RequestApprovalOperator(_VersionPolicyOperator):
 
     @runs_as_connection_identity
     def execute(self, context: Context) -> dict[str, Any]:
-        from include.governance.approval import request_approval
+        from include.governance.approval import ApprovalError
         from include.governance.lifecycle import ApprovalStatus
-
-        from include.governance.audit import approval_events
+        from include.governance.steps import request_approval
 
         policy = load_policy(self.policy_path, self.policy_overrides, self.approval_mode)
         client = self.hook.get_conn()
-        decision = request_approval(client, self.model_name, self.version, policy.approval)
-        if decision.decided_by is None:
-            # The policy decided now; a person's earlier decision was audited where it was made.
-            mv = client.get_model_version(self.model_name, str(self.version))
-            self.audit(client, context, lambda ctx: approval_events(mv, ctx))
+        try:
+            decision = request_approval(client, policy, *self.step_args(client, context), self.model_name, self.version)
+        except ApprovalError as exc:
+            raise AirflowFailException(str(exc)) from exc
         if decision.status is ApprovalStatus.REJECTED:
             raise AirflowFailException(f"{self.model_name} v{self.version} rejected: {decision.reason}")
         self.log.info("%s v%s: %s (%s)", self.model_name, self.version, decision.status.value, decision.reason)
@@ -240,20 +243,15 @@ class PromoteModelVersionOperator(_VersionPolicyOperator):
 
     @runs_as_connection_identity
     def execute(self, context: Context) -> dict[str, Any]:
-        from include.governance.audit import promotion_events
-        from include.governance.promotion import PromotionRefused, promote
+        from include.governance.promotion import PromotionRefused
+        from include.governance.steps import promote
 
         policy = load_policy(self.policy_path, self.policy_overrides)
         client = self.hook.get_conn()
         try:
-            result = promote(client, self.model_name, self.version, policy.approval)
+            result = promote(client, policy, *self.step_args(client, context), self.model_name, self.version)
         except PromotionRefused as exc:
             raise AirflowFailException(f"Promotion refused: {exc}") from exc
-        if result.promoted_at:
-            # Keyed by the promotion's timestamp: a no-op retry re-records the same (known) events.
-            mv = client.get_model_version(self.model_name, result.version)
-            old = client.get_model_version(self.model_name, result.previous_champion) if result.previous_champion else None
-            self.audit(client, context, lambda ctx: promotion_events(mv, old, ctx, promoted_at=result.promoted_at))
         return result.as_xcom()
 
 
@@ -275,9 +273,11 @@ class PlanRollbackOperator(_MlflowRegistryOperator):
 
     @runs_as_connection_identity
     def execute(self, context: Context) -> dict[str, Any]:
-        from include.governance.rollback import RollbackRefused, VersionNotFound, plan_rollback
+        from include.governance.registry import VersionNotFound
+        from include.governance.rollback import RollbackRefused
+        from include.governance.steps import plan_rollback
 
-        target = None if self.to_version in (None, "", "None") else str(self.to_version)
+        target = None if self.to_version in (None, "") else str(self.to_version)
         try:
             plan = plan_rollback(self.hook.get_conn(), self.model_name, target)
         except (RollbackRefused, VersionNotFound) as exc:
@@ -322,18 +322,18 @@ class RollbackModelOperator(_MlflowRegistryOperator):
 
     @runs_as_connection_identity
     def execute(self, context: Context) -> dict[str, Any]:
-        from include.governance.rollback import RollbackPlan, RollbackRefused, execute_rollback, rollback_events
+        from include.governance.rollback import RollbackPlan, RollbackRefused
+        from include.governance.steps import rollback
 
         client = self.hook.get_conn()
         plan = RollbackPlan(
             self.model_name,
             str(self.to_version),
             str(self.expected_champion),
-            None if self.from_alias in (None, "", "None") else self.from_alias,
+            self.from_alias or None,
         )
         try:
-            result = execute_rollback(client, plan, actor=self.actor or "airflow", reason=self.reason)
+            result = rollback(client, None, *self.step_args(client, context, self.actor or "airflow"), plan, reason=self.reason)
         except RollbackRefused as exc:
             raise AirflowFailException(f"Rollback refused: {exc}") from exc
-        self.audit(client, context, lambda ctx: rollback_events(client, result, ctx))
         return result.as_xcom()

@@ -119,40 +119,38 @@ class ModelVersionApprovalSensor(BaseSensorOperator):
 
     def _expire(self, context: Context) -> None:
         """Tag a version still awaiting a decision ``expired`` and audit it (a decision stays)."""
-        from include.governance.approval import expire
-        from include.governance.audit import expired_event
+        from include.governance.steps import expire
 
         waited = f"{self.timeout / 60:g} minutes"
         client = self.hook.get_conn()
-        if expire(client, self.model_name, self.version, waited=waited):
+        policy = load_policy(self.policy_path, self.policy_overrides)
+        if expire(client, policy, *self._step_args(client, context), self.model_name, self.version, waited=waited):
             self.log.warning("%s v%s expired after %s without a decision", self.model_name, self.version, waited)
-            mv = client.get_model_version(self.model_name, str(self.version))
-            audit_trail(client, self.audit_conn_id).record(expired_event(mv, audit_context(context, self.task_id)))
+
+    def _step_args(self, client: Any, context: Context) -> tuple[Any, Any]:
+        return audit_trail(client, self.audit_conn_id), audit_context(context, self.task_id)
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
-        from include.governance.approval import read_record, reviewer_problem
+        from include.governance.approval import ReviewRefused
         from include.governance.lifecycle import ApprovalStatus
-        from include.governance.registry import require_version
+        from include.governance.steps import observe_decision
 
         where = f"{self.model_name} v{self.version}"
         client = self.hook.get_conn()
-        mv = require_version(client, self.model_name, self.version)
+        policy = load_policy(self.policy_path, self.policy_overrides)
         try:
-            record = read_record(mv.tags, where=where)
+            record = observe_decision(client, policy, *self._step_args(client, context), self.model_name, self.version)
+        except ReviewRefused as refused:
+            raise AirflowFailException(f"Decision refused: {refused}") from refused
         except ValueError as exc:
             raise AirflowFailException(str(exc)) from exc
         if record.status is None:
             raise AirflowFailException(f"{where} has no approval request (run the approve task first)")
         if record.status is ApprovalStatus.REJECTED:
-            self._audit_review(client, mv, context)
             who = record.approved_by or "the approval policy"
             notes = f": {record.notes}" if record.notes else ""
             raise AirflowFailException(f"{where} was rejected by {who} ({record.reason}){notes}")
         if record.status is ApprovalStatus.APPROVED:
-            problem = reviewer_problem(record, load_policy(self.policy_path, self.policy_overrides).approval)
-            if problem:
-                raise AirflowFailException(f"{where}: approval not accepted: {problem}")
-            self._audit_review(client, mv, context)
             self.log.info("%s approved by %s", where, record.approved_by or "policy")
             return PokeReturnValue(
                 is_done=True,
@@ -160,11 +158,3 @@ class ModelVersionApprovalSensor(BaseSensorOperator):
             )
         self.log.info("%s is %s; waiting for a reviewer", where, record.status.value)
         return False
-
-    def _audit_review(self, client: Any, mv: Any, context: Context) -> None:
-        """Append a person's decision (not the policy's: the approve step recorded that)."""
-        from include.governance.audit import review_event
-
-        event = review_event(mv, audit_context(context, self.task_id))
-        if event is not None:
-            audit_trail(client, self.audit_conn_id).record(event)

@@ -175,7 +175,8 @@ def test_approve_enforces_the_policy_and_records_the_decision(cli, registry, mlf
     v2, v3 = registry["v2"], registry["v3"]
     code, _, err = cli("approve", MODEL, v2, "--reviewer", "trainer", subprocess_=True)
     assert code == 1 and "separation of duties" in err
-    code, out, err = cli("approve", MODEL, v3, "--reviewer", "alice", "--json")
+    # In a fresh interpreter: this test process's Airflow logging writes log lines to stdout.
+    code, out, err = cli("approve", MODEL, v3, "--reviewer", "alice", "--json", subprocess_=True)
     assert code == 1 and "no longer the candidate" in err and json.loads(out)["exit_code"] == 1
     assert mlflow_client.get_model_version(MODEL, v3).tags[lc.APPROVAL_STATUS] == "needs_review"
     code, out, _ = cli("approve", MODEL, v2, "--reviewer", "alice", "--notes", "checked the holdout report",
@@ -187,7 +188,10 @@ def test_approve_enforces_the_policy_and_records_the_decision(cli, registry, mlf
     )
     code, out, _ = cli("audit", "--model", MODEL, "--version", v2, "--json")
     assert code == 0
-    (event,) = json.loads(out)
+    refused, event = json.loads(out)
+    # The submitter's refused approval is audited too, as in every channel.
+    assert (refused["event"], refused["actor"], refused["source"]) == ("approval_refused", "trainer", "cli")
+    assert "separation of duties" in refused["reason"]
     assert (event["event"], event["actor"], event["source"]) == ("approved", "alice", "cli")
     assert event["details"]["notes"] == "checked the holdout report"
     assert event["metrics"]["accuracy"] == pytest.approx(0.83)

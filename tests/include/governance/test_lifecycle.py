@@ -7,7 +7,7 @@ import json
 import pytest
 
 from include.governance import lifecycle as lc
-from include.governance.approval import ApprovalError, expire, record_review, request_approval
+from include.governance.approval import ApprovalError, StaleDecision, expire, record_review, request_approval
 from include.governance.policy import GovernancePolicy
 from include.governance.promotion import PromotionRefused, promote
 from include.governance.registry import get_aliases
@@ -140,7 +140,13 @@ def test_stale_approval_does_not_promote(mlflow_client, make_version):
     run_auto(mlflow_client, v2, MANUAL)
     v3 = make_version({**GOOD_METRICS, "accuracy": 0.85})
     run_auto(mlflow_client, v3)  # v3 becomes the challenger
-    record_review(mlflow_client, MODEL, v2, approve=True, reviewer="alice", notes=None, policy=MANUAL.approval)
+    # Every channel's review step refuses the stale approval ...
+    with pytest.raises(StaleDecision, match="no longer the candidate"):
+        record_review(mlflow_client, MODEL, v2, approve=True, reviewer="alice", notes=None, policy=MANUAL.approval)
+    assert mlflow_client.get_model_version(MODEL, v2).tags[lc.APPROVAL_STATUS] == "pending"
+    # ... and one written straight into the tags does not promote either.
+    for key, value in {lc.APPROVED_BY: "alice", lc.APPROVAL_STATUS: "approved"}.items():
+        mlflow_client.set_model_version_tag(MODEL, v2, key, value)
     with pytest.raises(PromotionRefused, match="no longer the candidate"):
         promote(mlflow_client, MODEL, v2, MANUAL.approval)
     assert get_aliases(mlflow_client, MODEL)[lc.CHAMPION] == v1
