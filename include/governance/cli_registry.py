@@ -65,11 +65,13 @@ def add_registry_commands(command: Callable[[str, str], argparse.ArgumentParser]
     """Add this module's commands through cli's ``command(name, help)`` factory."""
     from include.governance import cli
 
-    sub = command("versions", f"every version of a model, newest first, paged; {METRIC_FILTER_HELP}")
+    sub = command("versions", "every version of a model, newest first, paged and filtered")
+    sub.description += f"; {METRIC_FILTER_HELP}"
     sub.add_argument("model", type=cli._model_name)
     _add_filters(sub)
 
-    sub = command("search", f"versions across models by tag, status or metric (one paged search); {METRIC_FILTER_HELP}")
+    sub = command("search", "versions across models by tag, status or metric (one paged registry search)")
+    sub.description += f"; {METRIC_FILTER_HELP}"
     sub.add_argument("--model", type=cli._model_name, help="only this model")
     sub.add_argument("--tag", action="append", type=_tag_equal, default=[], metavar="KEY=VALUE",
                      help="tag equals value (repeatable)")
