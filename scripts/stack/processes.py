@@ -59,6 +59,34 @@ def stop_group(pgid: int, grace: float) -> bool:
     return True
 
 
+def stop_groups(groups: dict[str, int], dependents: dict[str, set[str]], grace: float) -> list[str]:
+    """Stop services as Compose's ``down`` does: each once every service depending on it has
+    stopped, independent ones side by side (SIGTERM, SIGKILL after ``grace`` seconds each).
+
+    :param groups: service name -> its process group.
+    :param dependents: service name -> the names in ``groups`` that depend on it.
+    :return: the services that had to be killed hard.
+    """
+    waiting, stopping, forced = dict(groups), {}, []
+    while waiting or stopping:
+        ready = [n for n in waiting if not dependents.get(n, set()) & (waiting.keys() | stopping.keys())]
+        for name in ready or ([] if stopping else list(waiting)):  # (a cycle: all the rest at once)
+            pgid = waiting.pop(name)
+            if kill_group(pgid, signal.SIGTERM):
+                stopping[name] = (pgid, time.monotonic() + grace)
+        alive_groups = {_pgid_of(pid) for pid in _pids()} if stopping else set()
+        for name, (pgid, deadline) in list(stopping.items()):
+            if pgid not in alive_groups:
+                del stopping[name]
+            elif time.monotonic() >= deadline:
+                kill_group(pgid, signal.SIGKILL)
+                forced.append(name)
+                del stopping[name]
+        if stopping:
+            time.sleep(0.2)
+    return forced
+
+
 def group_alive(pgid: int) -> bool:
     return any(_pgid_of(pid) == pgid for pid in _pids())
 

@@ -133,24 +133,20 @@ class Stack:
         return time.monotonic() - started
 
     def down(self, grace: float = 30.0) -> list[str]:
-        """Stop every process the stack started (last started first); return what was killed hard."""
+        """Stop every process the stack started (as Compose: a service once those that depend on
+        it have stopped, independent ones side by side); return what was killed hard."""
         state = self._read_state()
         if not state:
             return []
-        forced = []
         # PostgreSQL's own children are left to pg_ctl: a signal to one of them makes the
         # postmaster restart it (crash recovery) instead of shutting down.
-        family = processes.descendants({e["pid"] for e in state["services"].values()
-                                        if e.get("pid") and e.get("kind") != "postgres"})
-        for name in reversed(state.get("order", [])):
-            entry = state["services"].get(name, {})
-            if entry.get("kind") == "postgres":
-                continue
-            if entry.get("pid") and processes.stop_group(entry["pid"], grace):
-                forced.append(name)
+        groups = {name: entry["pid"] for name, entry in state["services"].items()
+                  if entry.get("pid") and entry.get("kind") != "postgres"}
+        family = processes.descendants(set(groups.values()))
+        self.plan()
+        forced = processes.stop_groups(groups, self._dependents(groups), grace)
         for name in state.get("order", []):
             if state["services"][name].get("kind") == "postgres":
-                self.plan()
                 standins.postgres_cluster(self.services[name], self.state_dir).stop()
         forced += [f"pid {pid}" for pid in processes.kill_leftovers(family)]
         forced += [f"pid {pid}" for pid in processes.sweep(str(self.state_dir))]
@@ -166,6 +162,21 @@ class Stack:
         return dict(self.services[name].env)
 
     # ---- internals ------------------------------------------------------------------------
+
+    def _dependents(self, names) -> dict[str, set[str]]:
+        """For each of ``names``, those of ``names`` that depend on it, directly or through
+        services not among ``names`` (a one-shot that never started, PostgreSQL)."""
+        direct = {name: {other for other, local in self.services.items() if local.service != self.services[name].service
+                         and self.services[name].service in local.depends_on} for name in self.services}
+        found = {}
+        for name in names:
+            seen, todo = set(), [name]
+            while todo:
+                for other in direct.get(todo.pop(), set()) - seen:
+                    seen.add(other)
+                    todo.append(other)
+            found[name] = seen & set(names)
+        return found
 
     def _ready(self, local: plan.LocalService, running: dict[str, Running]) -> bool:
         for dependency, condition in local.depends_on.items():
