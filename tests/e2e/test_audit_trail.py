@@ -129,3 +129,84 @@ def test_every_event_of_two_runs_is_in_the_audit_trail_in_order(
     assert "dag_test" in promoted_line and "challenger -> champion" in promoted_line
     assert f"accuracy={promoted.metrics['accuracy']:.4f}" in promoted_line
     assert "Approved by alice" in promoted_line and second_run in promoted_line
+
+
+# ---- one full run per channel, step by step: each event once, written by the step that made it ----
+
+CHANNEL_RUNS = ("tags+sensor", "cli", "review", "hitl")
+
+
+def _step_context(user: str = "trainer") -> dict:
+    from types import SimpleNamespace
+
+    return {
+        "task_instance": SimpleNamespace(id="ti-1", task_id="task"),
+        "dag": SimpleNamespace(dag_id="movie_recommender_retrain"),
+        "run_id": "manual__2025-01-01",
+        "dag_run": SimpleNamespace(triggering_user_name=user),
+    }
+
+
+@pytest.mark.parametrize("channel", CHANNEL_RUNS)
+def test_a_run_through_each_channel_records_every_event_once_when_it_happens(
+    channel, mlflow_connection, mlflow_client, audit_path, capsys, monkeypatch
+):
+    from datetime import datetime, timezone
+
+    from mlflow_governance.hitl import ModelVersionHITLApprovalOperator
+    from mlflow_governance.operators import (
+        PromoteModelVersionOperator,
+        RegisterModelVersionOperator,
+        RequestApprovalOperator,
+        ValidateModelVersionOperator,
+    )
+    from mlflow_governance.review import RecordReviewOperator
+    from mlflow_governance.sensors import ModelVersionApprovalSensor
+    from tests.include.governance.support import GOOD_METRICS, log_tiny_model
+
+    audit = AuditLog(f"sqlite:///{audit_path}")
+    kinds = lambda: [(e.event.value, e.actor) for e in audit.events(model_name="test_model")]  # noqa: E731
+    ctx = _step_context()
+    experiment = mlflow_client.create_experiment("trail", artifact_location=mlflow_connection["artifact_location"])
+    run_id, uri = log_tiny_model(mlflow_client, experiment, GOOD_METRICS)
+    common = {"model_name": "test_model"}
+    version = RegisterModelVersionOperator(task_id="register", run_id=run_id, model_uri=uri, data_fingerprint="sha256:t",
+                                           submitted_by="trainer", **common).execute(ctx)["version"]
+    ValidateModelVersionOperator(task_id="validate", version=version, **common).execute(ctx)
+    RequestApprovalOperator(task_id="approve", version=version, approval_mode="manual", **common).execute(ctx)
+    assert kinds() == [("registered", "trainer"), ("validated", "trainer"), ("approval_requested", "trainer")]
+
+    if channel == "tags+sensor":
+        for key, value in {lc.APPROVED_BY: "alice", lc.APPROVAL_STATUS: "approved"}.items():
+            mlflow_client.set_model_version_tag("test_model", version, key, value)
+    elif channel == "cli":
+        from include.governance.cli import main
+
+        assert main(["--tracking-uri", mlflow_connection["tracking_uri"], "--audit-db", str(audit_path),
+                     "approve", "test_model", version, "--reviewer", "alice"]) == 0
+    elif channel == "review":
+        RecordReviewOperator(task_id="record_decision", version=version, decision="approve", **common).execute(
+            _step_context(user="alice"))
+    else:
+        monkeypatch.setattr("airflow.sdk.execution_time.hitl.upsert_hitl_detail", lambda **request: None)
+        answer = {"chosen_options": ["Approve"], "params_input": {"notes": ""}, "responded_at": datetime.now(timezone.utc),
+                  "responded_by_user": {"id": "7", "name": "alice"}}
+        ModelVersionHITLApprovalOperator(task_id="review_in_airflow", version=version, approval_mode="hitl",
+                                         **common).execute_complete(ctx, answer)
+    # Written when it happened: by the step that recorded it (the sensor, for tags set by hand).
+    decided = kinds()[3:]
+    assert decided == ([] if channel == "tags+sensor" else [("approved", "alice")])
+
+    sensor = ModelVersionApprovalSensor(task_id="wait_for_approval", version=version, **common)
+    assert sensor.poke(ctx).is_done
+    assert sensor.poke(ctx).is_done  # a second look (a cleared task) adds nothing
+    PromoteModelVersionOperator(task_id="promote", version=version, **common).execute(ctx)
+    PromoteModelVersionOperator(task_id="promote", version=version, **common).execute(ctx)  # a retry adds nothing
+
+    events = audit.events(model_name="test_model")
+    assert [(e.event.value, e.actor) for e in events] == [
+        ("registered", "trainer"), ("validated", "trainer"), ("approval_requested", "trainer"),
+        ("approved", "alice"), ("promoted", "trainer"),
+    ]
+    assert [e.occurred_at for e in events] == sorted(e.occurred_at for e in events)
+    assert events[3].source == ("cli" if channel == "cli" else "airflow")
