@@ -166,6 +166,7 @@ def one_approval(stack, mode: str, poke_seconds: float, rng: random.Random) -> d
     from mlflow.exceptions import MlflowException
 
     from include.governance import lifecycle as lc
+    from include.governance.registry import is_not_found
 
     client = MlflowClient(tracking_uri=stack.mlflow_tracking_uri)
     load = load_average()
@@ -193,7 +194,7 @@ def one_approval(stack, mode: str, poke_seconds: float, rng: random.Random) -> d
         try:
             return str(client.get_model_version_by_alias(MODEL, lc.CHAMPION).version) == version
         except MlflowException as exc:
-            if exc.error_code == "RESOURCE_DOES_NOT_EXIST" or "not found" in str(exc).lower():
+            if is_not_found(exc) or "not found" in str(exc).lower():
                 return False  # no champion yet
             raise
 

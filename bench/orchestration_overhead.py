@@ -67,23 +67,11 @@ def plain_pipeline(
     from mlflow import MlflowClient
 
     from include.governance import lifecycle as lc
-    from include.governance.approval import read_record, request_approval, reviewer_problem
-    from include.governance.audit import (
-        AuditContext,
-        AuditLog,
-        AuditTrail,
-        approval_events,
-        create_audit_engine,
-        promotion_events,
-        registered_event,
-        review_event,
-        validated_event,
-    )
+    from include.governance import steps
+    from include.governance.audit import AuditContext, AuditLog, AuditTrail, create_audit_engine, registered_event
     from include.governance.lifecycle import ApprovalStatus
     from include.governance.policy import GovernancePolicy
-    from include.governance.promotion import promote
-    from include.governance.registry import register_version, require_version
-    from include.governance.validation import validate_model_version
+    from include.governance.registry import register_version
     from include.recommender.evaluation import evaluate_and_log
     from include.recommender.loading import load_movielens
     from include.recommender.training import train_and_log
@@ -148,19 +136,16 @@ def plain_pipeline(
 
     started = time.perf_counter()
     client = MlflowClient(tracking_uri=tracking_uri)
-    outcome = validate_model_version(client, MODEL_NAME, number, policy())
-    mv = client.get_model_version(MODEL_NAME, number)
-    AuditTrail(audit_log, client).record(validated_event(mv, context("validate")))
+    outcome = steps.validate(client, policy(), AuditTrail(audit_log, client), context("validate"), MODEL_NAME, number)
     seconds["validate"] = time.perf_counter() - started
     if not outcome.passed:
         raise RuntimeError(f"{MODEL_NAME} v{number} failed validation: {outcome.summary}")
 
     started = time.perf_counter()
     client = MlflowClient(tracking_uri=tracking_uri)
-    decision = request_approval(client, MODEL_NAME, number, policy("auto").approval)
-    if decision.decided_by is None:
-        mv = client.get_model_version(MODEL_NAME, number)
-        AuditTrail(audit_log, client).record(*approval_events(mv, context("approve")))
+    decision = steps.request_approval(
+        client, policy("auto"), AuditTrail(audit_log, client), context("approve"), MODEL_NAME, number
+    )
     seconds["approve"] = time.perf_counter() - started
     if decision.status is not ApprovalStatus.APPROVED:
         raise RuntimeError(f"{MODEL_NAME} v{number} not approved: {decision.status.value} ({decision.reason})")
@@ -170,23 +155,16 @@ def plain_pipeline(
 
     started = time.perf_counter()
     client = MlflowClient(tracking_uri=tracking_uri)
-    mv = require_version(client, MODEL_NAME, number)
-    record = read_record(mv.tags, where=f"{MODEL_NAME} v{number}")
-    problem = reviewer_problem(record, policy().approval)
-    if record.status is not ApprovalStatus.APPROVED or problem:
-        raise RuntimeError(f"{MODEL_NAME} v{number}: {record.status} {problem or ''}")
-    event = review_event(mv, context("wait_for_approval"))
-    if event is not None:
-        AuditTrail(audit_log, client).record(event)
+    record = steps.observe_decision(
+        client, policy(), AuditTrail(audit_log, client), context("wait_for_approval"), MODEL_NAME, number
+    )
+    if record.status is not ApprovalStatus.APPROVED:
+        raise RuntimeError(f"{MODEL_NAME} v{number}: {record.status}")
     seconds["wait_for_approval"] = time.perf_counter() - started
 
     started = time.perf_counter()
     client = MlflowClient(tracking_uri=tracking_uri)
-    result = promote(client, MODEL_NAME, number, policy().approval)
-    if result.promoted_at:
-        mv = client.get_model_version(MODEL_NAME, result.version)
-        old = client.get_model_version(MODEL_NAME, result.previous_champion) if result.previous_champion else None
-        AuditTrail(audit_log, client).record(*promotion_events(mv, old, context("promote"), promoted_at=result.promoted_at))
+    steps.promote(client, policy(), AuditTrail(audit_log, client), context("promote"), MODEL_NAME, number)
     seconds["promote"] = time.perf_counter() - started
     return seconds
 

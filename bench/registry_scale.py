@@ -68,7 +68,7 @@ from include.governance import lifecycle as lc  # noqa: E402
 from include.governance.approval import pending_versions  # noqa: E402
 from include.governance.gates import champion_comparison  # noqa: E402
 from include.governance.policy import GovernancePolicy  # noqa: E402
-from include.governance.registry import get_aliases, require_version  # noqa: E402
+from include.governance.registry import get_aliases, is_not_found, require_version  # noqa: E402
 
 # Stages are deprecated (the seed's literal call uses them on purpose); run links are noise here.
 warnings.filterwarnings("ignore", category=FutureWarning)
@@ -85,7 +85,7 @@ START_MS = 1_735_689_600_000  # 2025-01-01
 TRAINING_METRICS = ("training_time_seconds", "train_accuracy", "dataset_train_size", "dataset_test_size",
                     "dataset_feature_count", "precision_at_10", "recall_at_10", "ndcg_at_10",
                     "inference_p50_ms", "inference_p95_ms", "model_size_bytes")
-QUALITY_METRICS = ("accuracy", "precision", "recall", "f1_score", "roc_auc")
+QUALITY_METRICS = lc.EVIDENCE_METRICS
 
 
 # ---- the registry's contents ---------------------------------------------------------------------
@@ -143,7 +143,7 @@ def version_tags(plan: VersionPlan, fingerprint: str, metrics: dict[str, float],
         lc.VALIDATION_STATUS: "passed" if plan.validated else "failed",
         lc.VALIDATION_TIMESTAMP: _iso(created_ms + 60_000),
         lc.VALIDATION_BASELINE_VERSION: str(champion_before) if champion_before else lc.NO_BASELINE,
-        "validation_summary": "passed 6 checks" if plan.validated else "failed: accuracy below 0.75",
+        lc.VALIDATION_SUMMARY: "passed 6 checks" if plan.validated else "failed: accuracy below 0.75",
         "validation_inference_p50_ms": "3.1000",
         "validation_inference_p95_ms": "4.2000",
         lc.APPROVAL_STATUS: plan.status,
@@ -390,7 +390,7 @@ def is_populated(client: MlflowClient, n_models: int, versions: int) -> bool:
     try:
         return client.get_registered_model(last).tags.get(POPULATED_TAG) == str(n_models * versions)
     except MlflowException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":  # a missing model means "not populated"
+        if is_not_found(exc):  # a missing model means "not populated"
             return False
         raise
 

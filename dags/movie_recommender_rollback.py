@@ -23,13 +23,11 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag
 
+from include.governance.lifecycle import DEFAULT_MODEL_NAME, MODEL_NAME_PATTERN
 from mlflow_governance.operators import PlanRollbackOperator, RollbackModelOperator
 
-# Same rule as the retrain DAG: letters, digits, . _ - (no slashes, quotes, spaces).
-MODEL_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9._-]{0,127}$"
-
 PARAMS = {
-    "model_name": Param("movie_recommender", type="string", pattern=MODEL_NAME_PATTERN,
+    "model_name": Param(DEFAULT_MODEL_NAME, type="string", pattern=MODEL_NAME_PATTERN,
                         description="Registered model name in the MLflow Model Registry."),
     "to_version": Param(None, type=["null", "string"], pattern=r"^([1-9][0-9]*)?$",
                         description="Version to restore as @champion; empty restores @previous_champion."),

@@ -17,7 +17,7 @@ from include.governance.gates import PERFORMANCE_GATES, Check
 from include.governance.policy import ValidationPolicy
 
 # Metrics compared with the champion's validation_<metric> tags (written by validation).
-DRIFT_METRICS = ("accuracy", "precision", "recall", "f1_score", "roc_auc")
+DRIFT_METRICS = lc.EVIDENCE_METRICS
 # Where the window ends: the run's data interval end, or just after the latest rating when
 # the data stops earlier (static data such as the embedded synthetic default).
 ANCHOR_INTERVAL_END = "data_interval_end"

@@ -5,11 +5,13 @@ Drawn with matplotlib's Figure API on its default Agg canvas: no pyplot global s
 
 from __future__ import annotations
 
+from include.governance import lifecycle as lc
+
 import math
 from pathlib import Path
 from typing import Any, Mapping
 
-CHART_METRICS = ("accuracy", "precision", "recall", "f1_score", "roc_auc")
+CHART_METRICS = lc.EVIDENCE_METRICS
 
 
 def _number(value: Any) -> float | None:

@@ -7,7 +7,7 @@ from mlflow import MlflowClient
 from include.governance import lifecycle as lc
 from include.governance.registry import get_aliases, require_version
 
-KEY_METRICS = ("accuracy", "precision", "recall", "f1_score", "roc_auc")
+KEY_METRICS = lc.EVIDENCE_METRICS
 
 
 def version_summary(client: MlflowClient, model_name: str, version: str | int) -> dict:
@@ -22,7 +22,7 @@ def version_summary(client: MlflowClient, model_name: str, version: str | int) -
         "metrics": {m: run.data.metrics[m] for m in KEY_METRICS if m in run.data.metrics},
         "training_seconds": run.data.metrics.get("training_time_seconds"),
         "validation_status": mv.tags.get(lc.VALIDATION_STATUS),
-        "validation_summary": mv.tags.get("validation_summary"),
+        "validation_summary": mv.tags.get(lc.VALIDATION_SUMMARY),
         "approval_status": mv.tags.get(lc.APPROVAL_STATUS),
         "approval_reason": mv.tags.get(lc.APPROVAL_REASON),
         "approved_by": mv.tags.get(lc.APPROVED_BY),

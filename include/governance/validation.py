@@ -22,7 +22,7 @@ from include.governance.report_chart import write_comparison_chart
 log = logging.getLogger(__name__)
 
 # Metrics copied onto the version as validation_<metric> tags (the seed tags accuracy).
-TAGGED_METRICS = ("accuracy", "precision", "recall", "f1_score", "roc_auc")
+TAGGED_METRICS = lc.EVIDENCE_METRICS
 # Latency measured on the registered artifact at validation time, tagged on the version.
 INFERENCE_P50_TAG = "validation_inference_p50_ms"
 INFERENCE_P95_TAG = "validation_inference_p95_ms"
@@ -110,7 +110,7 @@ def validate_model_version(
         lc.VALIDATION_STATUS: status.value,
         lc.VALIDATION_TIMESTAMP: timestamp,
         lc.VALIDATION_BASELINE_VERSION: champion_version if champion_metrics is not None else lc.NO_BASELINE,
-        "validation_summary": report.summary()[:4000],
+        lc.VALIDATION_SUMMARY: report.summary()[:4000],
     }
     for metric in TAGGED_METRICS:
         if metric in run.data.metrics:
@@ -119,9 +119,9 @@ def validate_model_version(
         tags[INFERENCE_P50_TAG] = f"{artifact.inference_p50_ms:.4f}"
         tags[INFERENCE_P95_TAG] = f"{artifact.inference_p95_ms:.4f}"
     if report.improvement is not None:
-        tags["validation_improvement"] = f"{report.improvement:+.6f}"
+        tags[lc.VALIDATION_IMPROVEMENT] = f"{report.improvement:+.6f}"
     if policy.overrides:
-        tags["validation_policy_overrides"] = policy.overrides_json()
+        tags[lc.VALIDATION_POLICY_OVERRIDES] = policy.overrides_json()
     set_tags(client, model_name, version, tags)
 
     if report.passed:

@@ -86,9 +86,24 @@ def test_approval_sensor_waits_without_a_worker_slot_and_times_out(retrain):
 
 
 def test_model_type_choices_match_the_models_module(retrain):
+    from include.governance import lifecycle
     from include.recommender.models import MODEL_TYPES
 
+    # The lifecycle's list (light, for DAG files) and the models that build them are one list.
+    assert lifecycle.MODEL_TYPES == MODEL_TYPES
     assert list(retrain.params.get_param("model_type").schema["enum"]) == list(MODEL_TYPES)
+
+
+@pytest.mark.parametrize("dag_id", ["movie_recommender_review", "movie_recommender_rollback"])
+def test_model_name_params_follow_the_one_name_rule(parse_dag, dag_id):
+    """The DAG form, names.check_model_name and the CLI accept the same names."""
+    from include.governance import lifecycle
+    from include.governance.names import InvalidName, check_model_name
+
+    assert parse_dag(dag_id).params.get_param("model_name").schema["pattern"] == lifecycle.MODEL_NAME_PATTERN
+    with pytest.raises(InvalidName, match="must start with a letter"):
+        check_model_name("my model")  # a space: the CLI used to accept it
+    assert check_model_name("movie_recommender.v2-b") == "movie_recommender.v2-b"
 
 
 def test_default_params_are_valid(retrain):
