@@ -92,3 +92,25 @@ def test_approval_tag_changed_behind_the_projects_back(mlflow_client, trail, ser
     code, out, _ = run_cli("audit", "verify", MODEL)
     assert code == 1
     assert "tag_changed" in out and "mallory" in out
+
+
+def test_audit_verify_exit_code_as_users_run_it(mlflow_client, mlflow_store, trail, served, run_cli):  # noqa: F811
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[3]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
+    env.update(MLFLOW_TRACKING_URI=mlflow_store["tracking_uri"], MOVIE_RECOMMENDER_AUDIT_DB=str(run_cli.audit_path),
+               PYTHONPATH=str(repo))
+
+    def verify_command():
+        return subprocess.run([sys.executable, "-m", "include.governance", "audit", "verify", MODEL],
+                              capture_output=True, text=True, cwd=repo, env=env, timeout=180)
+
+    assert verify_command().returncode == 0
+    mlflow_client.delete_registered_model_alias(MODEL, lc.CHAMPION)
+    result = verify_command()
+    assert result.returncode == 1, result.stderr
+    assert "@champion" in result.stdout and "set_registered_model_alias" in result.stdout
