@@ -27,8 +27,11 @@ pytestmark = pytest.mark.services
 MODEL = "movie_recommender"
 # Small generated data: each task is seconds of work; the default gates still pass on it.
 DATA = "synthetic:n_users=60,n_movies=200,n_ratings=4000,seed=3"
-FIRST_RUN_CONF = {"data_source": DATA}
-MANUAL_RUN_CONF = {"data_source": DATA, "approval_mode": "manual", "approval_timeout_minutes": 0.25}
+# The latency gate times the registered model on a shared, loaded machine (p95 117 ms > 100 ms
+# seen at load 20); what these tests check is the approval flow, not a 2-core box's latency.
+POLICY_OVERRIDES = {"max_inference_time_ms": 60_000}
+FIRST_RUN_CONF = {"data_source": DATA, "policy_overrides": POLICY_OVERRIDES}
+MANUAL_RUN_CONF = {**FIRST_RUN_CONF, "approval_mode": "manual", "approval_timeout_minutes": 0.25}
 RUN_TIMEOUT = 300
 FINISHED = ("success", "failed")
 
@@ -132,7 +135,7 @@ def test_a_hitl_answer_through_the_rest_api_lands_on_the_version(airflow_stack):
     stack, api = airflow_stack, airflow_stack.api
     client = MlflowClient(tracking_uri=stack.mlflow_tracking_uri)
     api.set_paused(DAG_ID, False)
-    run_id = api.trigger(DAG_ID, {"data_source": DATA, "approval_mode": "hitl", "approval_timeout_minutes": 10})["dag_run_id"]
+    run_id = api.trigger(DAG_ID, {**FIRST_RUN_CONF, "approval_mode": "hitl", "approval_timeout_minutes": 10})["dag_run_id"]
     stack.wait_until(
         "review_in_airflow to wait for an answer",
         lambda: api.task_states(DAG_ID, run_id).get("review_in_airflow") in ("awaiting_input", "deferred"),

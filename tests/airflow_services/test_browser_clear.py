@@ -26,7 +26,7 @@ from include.governance.policy import GovernancePolicy
 from include.governance.registry import get_aliases
 from tests.airflow_services import browser as ui
 from tests.airflow_services.stack import API_USER, DAG_ID, REVIEWER_USER
-from tests.airflow_services.test_approval_by_clearing import DATA, RUN_TIMEOUT, wait_for_run
+from tests.airflow_services.test_approval_by_clearing import DATA, POLICY_OVERRIDES, RUN_TIMEOUT, wait_for_run
 
 pytestmark = [
     pytest.mark.services,
@@ -38,7 +38,8 @@ pytestmark = [
 MODEL = "movie_recommender_browser"
 # 0.6 s without a decision: the sensor times out on its first poke (test_approval_by_clearing
 # covers the timeout after a reschedule); what is tested here is the Clear in the UI.
-MANUAL_RUN_CONF = {"data_source": DATA, "model_name": MODEL, "approval_mode": "manual", "approval_timeout_minutes": 0.01}
+MANUAL_RUN_CONF = {"data_source": DATA, "policy_overrides": POLICY_OVERRIDES, "model_name": MODEL,
+                   "approval_mode": "manual", "approval_timeout_minutes": 0.01}
 SENSOR, PROMOTE = "wait_for_approval", "promote"
 
 

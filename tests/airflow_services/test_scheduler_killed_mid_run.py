@@ -23,11 +23,11 @@ from mlflow import MlflowClient
 
 from include.governance import lifecycle as lc
 from tests.airflow_services import stack as st
+from tests.airflow_services.test_approval_by_clearing import FIRST_RUN_CONF
 
 pytestmark = pytest.mark.services
 
 MODEL = "movie_recommender"
-DATA = "synthetic:n_users=60,n_movies=200,n_ratings=4000,seed=3"
 RUN_TIMEOUT = 480
 KILLED_WHILE = ("train", "log", "register")
 HEARTBEAT_TIMEOUT_SECONDS = 60
@@ -37,7 +37,7 @@ ORPHAN_CHECK_SECONDS = 20
 def test_a_run_survives_the_scheduler_being_killed_and_restarted(airflow_stack):
     stack, api = airflow_stack, airflow_stack.api
     api.set_paused(st.DAG_ID, False)
-    run_id = api.trigger(st.DAG_ID, {"data_source": DATA, "approval_mode": "auto"})["dag_run_id"]
+    run_id = api.trigger(st.DAG_ID, {**FIRST_RUN_CONF, "approval_mode": "auto"})["dag_run_id"]
 
     running = stack.wait_until(
         "a task of the run to be running",
