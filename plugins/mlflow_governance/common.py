@@ -7,6 +7,7 @@ parse time.
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
@@ -19,7 +20,9 @@ __all__ = [
     "GOVERNANCE_CONN_ID",
     "PROMOTION_POOL",
     "TRAINING_CONN_ID",
+    "GovernanceStepMixin",
     "approval_timeout",
+    "default_deferrable",
     "load_policy",
 ]
 
@@ -60,3 +63,38 @@ def approval_timeout(value: float | str | None) -> float | None:
     if minutes <= 0:
         raise AirflowFailException(f"approval_timeout_minutes must be positive, got {minutes}")
     return minutes
+
+
+def default_deferrable() -> bool:
+    """Airflow's ``[operators] default_deferrable``, the default of every deferrable operator."""
+    from airflow.sdk.configuration import conf
+
+    return conf.getboolean("operators", "default_deferrable", fallback=False)
+
+
+class GovernanceStepMixin:
+    """The plumbing every governance task shares: its MLflow hook, and what a step takes.
+
+    The class sets ``mlflow_conn_id`` and ``audit_conn_id``; the hook is built on first use, in
+    ``execute``, never at parse time.
+    """
+
+    mlflow_conn_id: str
+    audit_conn_id: str
+    task_id: str
+
+    @cached_property
+    def hook(self) -> MlflowHook:
+        return MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
+
+    def step_args(self, client: Any, context: Any, actor: str | None = None) -> tuple[Any, Any]:
+        """The audit trail and the actor a governance step takes: this task, its run and its user.
+
+        :param actor: who acts when not the run's triggering user (e.g. a rollback's named actor).
+        """
+        from dataclasses import replace
+
+        from mlflow_governance.audit import audit_context, audit_trail
+
+        who = audit_context(context, self.task_id)
+        return audit_trail(client, self.audit_conn_id), replace(who, actor=actor) if actor else who

@@ -25,9 +25,8 @@ from airflow.providers.standard.operators.hitl import HITLOperator
 from airflow.sdk import Context, Param
 from airflow.sdk.exceptions import AirflowFailException, TaskAwaitingInput
 
-from mlflow_governance.audit import AUDIT_CONN_ID, audit_context, audit_trail
-from mlflow_governance.hooks import GOVERNANCE_CONN_ID, MlflowHook
-from mlflow_governance.common import approval_timeout, load_policy
+from include.governance import lifecycle as lc
+from mlflow_governance.common import AUDIT_CONN_ID, GOVERNANCE_CONN_ID, GovernanceStepMixin, approval_timeout, load_policy
 
 if TYPE_CHECKING:
     from include.governance.policy import ApprovalPolicy
@@ -38,7 +37,7 @@ HITL_MODE = "hitl"
 AUTH_MANAGERS_WITH_NAME_IDS = ("airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",)
 
 
-class ModelVersionHITLApprovalOperator(HITLOperator):
+class ModelVersionHITLApprovalOperator(GovernanceStepMixin, HITLOperator):
     """Ask a person to approve or reject a version in the Airflow UI, and record the answer.
 
     Does nothing unless ``approval_mode`` is ``hitl`` or when the version already carries a
@@ -96,16 +95,11 @@ class ModelVersionHITLApprovalOperator(HITLOperator):
         self.mlflow_conn_id = mlflow_conn_id
         self.audit_conn_id = audit_conn_id
 
-    @cached_property
-    def hook(self) -> MlflowHook:
-        return MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
-
     @property
     def where(self) -> str:
         return f"{self.model_name} v{self.version}"
 
     def execute(self, context: Context) -> Any:
-        from include.governance import lifecycle as lc
         from include.governance.approval import read_record
         from include.governance.registry import require_version
 
@@ -143,7 +137,7 @@ class ModelVersionHITLApprovalOperator(HITLOperator):
         approve = answer["chosen_options"] == [self.APPROVE]
         try:
             record = record_review(
-                client, self.policy, *self._step_args(client, context), self.model_name, self.version,
+                client, self.policy, *self.step_args(client, context), self.model_name, self.version,
                 approve=approve, reviewer=reviewer, notes=(answer["params_input"] or {}).get("notes") or None,
                 answered_at=_iso(answer["responded_at"]),
             )
@@ -160,10 +154,6 @@ class ModelVersionHITLApprovalOperator(HITLOperator):
         self.log.info("%s %s by %s", self.where, record.status.value, reviewer)
         return {"status": record.status.value, "approved_by": reviewer}
 
-    def _step_args(self, client: Any, context: Context) -> tuple[Any, Any]:
-        """The audit trail and the actor the governance steps take."""
-        return audit_trail(client, self.audit_conn_id), audit_context(context, self.task_id)
-
     @cached_property
     def policy(self):
         """The run's policy (a person decides here whatever the approval mode says)."""
@@ -177,7 +167,6 @@ class ModelVersionHITLApprovalOperator(HITLOperator):
         """Subject, body and assignees of the request, from the version's tags and the policy."""
         from airflow.sdk.configuration import conf
 
-        from include.governance import lifecycle as lc
 
         self.subject = f"Approve {self.where} for production?"
         policy = self.approval_policy
@@ -226,7 +215,7 @@ class ModelVersionHITLApprovalOperator(HITLOperator):
         from include.governance.steps import expire
 
         waited = f"{self.approval_timeout_minutes} minutes"
-        expired = expire(client, self.policy, *self._step_args(client, context), self.model_name, self.version, waited=waited)
+        expired = expire(client, self.policy, *self.step_args(client, context), self.model_name, self.version, waited=waited)
         if not expired and self._decided_elsewhere(client.get_model_version(self.model_name, str(self.version)).tags):
             return None
         raise AirflowFailException(f"{self.where}: no accepted answer before the timeout; expired")
@@ -267,9 +256,10 @@ def _refusal_rules(submitted_by: str | None, policy: "ApprovalPolicy") -> list[s
 def _review_body(where: str, tags: dict[str, str], refusal_rules: Sequence[str] = ()) -> str:
     """Markdown shown to the reviewer: the evidence the decision rests on, and who may decide."""
     metrics = "\n".join(
-        f"| {key.removeprefix('validation_')} | {value} |"
+        f"| {key.removeprefix(lc.VALIDATION_METRIC_PREFIX)} | {value} |"
         for key, value in sorted(tags.items())
-        if key.startswith("validation_") and key not in {"validation_status", "validation_timestamp", "validation_summary"}
+        if key.startswith(lc.VALIDATION_METRIC_PREFIX)
+        and key not in {lc.VALIDATION_STATUS, lc.VALIDATION_TIMESTAMP, lc.VALIDATION_SUMMARY}
     )
     refusals = ""
     if refusal_rules:
@@ -279,9 +269,9 @@ def _review_body(where: str, tags: dict[str, str], refusal_rules: Sequence[str] 
         )
     return (
         f"**{where}** waits for a decision.\n\n"
-        f"- validation: {tags.get('validation_status', 'unknown')} ({tags.get('validation_summary', '')})\n"
-        f"- approval policy: {tags.get('approval_status', 'unknown')} ({tags.get('approval_reason', '')})\n"
-        f"- submitted by: {tags.get('submitted_by', 'unknown')}\n\n"
+        f"- validation: {tags.get(lc.VALIDATION_STATUS, 'unknown')} ({tags.get(lc.VALIDATION_SUMMARY, '')})\n"
+        f"- approval policy: {tags.get(lc.APPROVAL_STATUS, 'unknown')} ({tags.get(lc.APPROVAL_REASON, '')})\n"
+        f"- submitted by: {tags.get(lc.SUBMITTED_BY, 'unknown')}\n\n"
         f"{refusals}"
         f"| evidence | value |\n|---|---|\n{metrics}\n"
     )

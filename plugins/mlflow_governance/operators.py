@@ -12,14 +12,13 @@ records nothing twice, and one that follows a crash before the audit fills the g
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
 from mlflow_governance.audit import AUDIT_CONN_ID, audit_context, audit_trail
-from mlflow_governance.common import PROMOTION_POOL, load_policy
+from mlflow_governance.common import PROMOTION_POOL, GovernanceStepMixin, load_policy
 from mlflow_governance.hooks import GOVERNANCE_CONN_ID, MlflowHook, runs_as_connection_identity
 
 __all__ = [
@@ -34,7 +33,7 @@ __all__ = [
 ]
 
 
-class _MlflowRegistryOperator(BaseOperator):
+class _MlflowRegistryOperator(GovernanceStepMixin, BaseOperator):
     """Shared plumbing: the connection id, a lazily built hook, and per-key XComs.
 
     Results are small dicts pushed one key per XCom as well, so downstream tasks can take
@@ -63,24 +62,11 @@ class _MlflowRegistryOperator(BaseOperator):
         self.mlflow_conn_id = mlflow_conn_id or self.default_mlflow_conn_id
         self.audit_conn_id = audit_conn_id
 
-    @cached_property
-    def hook(self) -> MlflowHook:
-        return MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
-
     def audit(self, client: Any, context: Context, build: Any) -> None:
         """Record the events ``build(audit_context)`` returns (none when it returns nothing)."""
         events = build(audit_context(context, self.task_id))
         if events:
             audit_trail(client, self.audit_conn_id).record(*events)
-
-    def step_args(self, client: Any, context: Context, actor: str | None = None) -> tuple[Any, Any]:
-        """The audit trail and the actor a governance step takes (the task's run and user)."""
-        who = audit_context(context, self.task_id)
-        if actor:
-            from dataclasses import replace
-
-            who = replace(who, actor=actor)
-        return audit_trail(client, self.audit_conn_id), who
 
 
 class RegisterModelVersionOperator(_MlflowRegistryOperator):

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
-from mlflow_governance.audit import AUDIT_CONN_ID, audit_context, audit_trail
-from mlflow_governance.common import GOVERNANCE_CONN_ID, load_policy
-from mlflow_governance.hooks import MlflowHook, runs_as_connection_identity
+from mlflow_governance.common import AUDIT_CONN_ID, GOVERNANCE_CONN_ID, GovernanceStepMixin, load_policy
+from mlflow_governance.hooks import runs_as_connection_identity
 
 DECISIONS = ("approve", "reject")
 
 
-class RecordReviewOperator(BaseOperator):
+class RecordReviewOperator(GovernanceStepMixin, BaseOperator):
     """Record the triggering user's approval or rejection of a version, under every review rule.
 
     The user who triggered the run is the reviewer (``approved_by``): a run without one (a
@@ -57,10 +55,6 @@ class RecordReviewOperator(BaseOperator):
         self.mlflow_conn_id = mlflow_conn_id
         self.audit_conn_id = audit_conn_id
 
-    @cached_property
-    def hook(self) -> MlflowHook:
-        return MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
-
     @runs_as_connection_identity
     def execute(self, context: Context) -> dict[str, Any]:
         from include.governance.approval import ApprovalError
@@ -74,10 +68,9 @@ class RecordReviewOperator(BaseOperator):
             raise AirflowFailException("This run has no triggering user; trigger it from the UI or API as yourself")
         client = self.hook.get_conn()
         policy = load_policy(self.policy_path, self.policy_overrides)
-        trail, actor = audit_trail(client, self.audit_conn_id), audit_context(context, self.task_id)
         try:
             record = record_review(
-                client, policy, trail, actor, self.model_name, str(self.version),
+                client, policy, *self.step_args(client, context), self.model_name, str(self.version),
                 approve=self.decision == "approve", reviewer=reviewer, notes=self.notes or None,
             )
         except (ApprovalError, VersionNotFound) as exc:

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator, Context, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
 
-from mlflow_governance.audit import AUDIT_CONN_ID, audit_context, audit_trail
-from mlflow_governance.hooks import GOVERNANCE_CONN_ID, MlflowHook, runs_as_connection_identity
-from mlflow_governance.common import approval_timeout, load_policy
+from mlflow_governance.common import (
+    AUDIT_CONN_ID,
+    GOVERNANCE_CONN_ID,
+    GovernanceStepMixin,
+    approval_timeout,
+    default_deferrable,
+    load_policy,
+)
+from mlflow_governance.hooks import runs_as_connection_identity
 
 
-class ModelVersionApprovalSensor(BaseSensorOperator):
+class ModelVersionApprovalSensor(GovernanceStepMixin, BaseSensorOperator):
     """Wait until a version's ``approval_status`` tag says approved.
 
     approved -> success (after checking the approver against the policy); rejected -> fail
@@ -38,7 +43,8 @@ class ModelVersionApprovalSensor(BaseSensorOperator):
     :param policy_path: a governance policy YAML (the packaged one when empty).
     :param policy_overrides: per-run policy overrides (e.g. an approvers allow-list).
     :param audit_conn_id: the Airflow connection of the audit database.
-    :param deferrable: wait in the triggerer instead of rescheduling the task.
+    :param deferrable: wait in the triggerer instead of rescheduling the task (default: Airflow's
+        ``[operators] default_deferrable``).
     """
 
     template_fields: Sequence[str] = (
@@ -61,11 +67,11 @@ class ModelVersionApprovalSensor(BaseSensorOperator):
         mlflow_conn_id: str = GOVERNANCE_CONN_ID,
         audit_conn_id: str = AUDIT_CONN_ID,
         mode: str = "reschedule",
-        deferrable: bool = False,
+        deferrable: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(mode=mode, **kwargs)
-        self.deferrable = deferrable
+        self.deferrable = default_deferrable() if deferrable is None else deferrable
         self.audit_conn_id = audit_conn_id
         self.model_name = model_name
         self.version = version
@@ -73,10 +79,6 @@ class ModelVersionApprovalSensor(BaseSensorOperator):
         self.policy_path = policy_path
         self.policy_overrides = policy_overrides
         self.mlflow_conn_id = mlflow_conn_id
-
-    @cached_property
-    def hook(self) -> MlflowHook:
-        return MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
 
     @runs_as_connection_identity
     def execute(self, context: Context) -> Any:
@@ -93,7 +95,12 @@ class ModelVersionApprovalSensor(BaseSensorOperator):
 
     @runs_as_connection_identity
     def execute_complete(self, context: Context, event: dict[str, Any]) -> Any:
-        """Resume after the trigger fired: judge the decision, or wait on until the deadline."""
+        """Resume after the trigger fired: judge the decision, or wait on until the deadline.
+
+        An ``error`` event (the trigger could not read the version) fails the task with its message.
+        """
+        if event.get("status") == "error":
+            raise AirflowFailException(f"{self.model_name} v{self.version}: {event.get('message') or 'the trigger failed'}")
         return self._check_or_defer(context, deadline=float(event["deadline"]))
 
     def _check_or_defer(self, context: Context, deadline: float) -> Any:
@@ -124,11 +131,8 @@ class ModelVersionApprovalSensor(BaseSensorOperator):
         waited = f"{self.timeout / 60:g} minutes"
         client = self.hook.get_conn()
         policy = load_policy(self.policy_path, self.policy_overrides)
-        if expire(client, policy, *self._step_args(client, context), self.model_name, self.version, waited=waited):
+        if expire(client, policy, *self.step_args(client, context), self.model_name, self.version, waited=waited):
             self.log.warning("%s v%s expired after %s without a decision", self.model_name, self.version, waited)
-
-    def _step_args(self, client: Any, context: Context) -> tuple[Any, Any]:
-        return audit_trail(client, self.audit_conn_id), audit_context(context, self.task_id)
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         from include.governance.approval import ReviewRefused
@@ -139,7 +143,7 @@ class ModelVersionApprovalSensor(BaseSensorOperator):
         client = self.hook.get_conn()
         policy = load_policy(self.policy_path, self.policy_overrides)
         try:
-            record = observe_decision(client, policy, *self._step_args(client, context), self.model_name, self.version)
+            record = observe_decision(client, policy, *self.step_args(client, context), self.model_name, self.version)
         except ReviewRefused as refused:
             raise AirflowFailException(f"Decision refused: {refused}") from refused
         except ValueError as exc:

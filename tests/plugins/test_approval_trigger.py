@@ -157,3 +157,24 @@ def test_the_retrain_dag_picks_the_mode_from_the_environment():
     assert parse("Deferrable").stdout.split()[-1] == "True"
     refused = parse("sometimes")
     assert refused.returncode != 0 and "MOVIE_RECOMMENDER_APPROVAL_SENSOR_MODE='sometimes'" in refused.stderr
+
+
+def test_an_error_event_fails_the_task_with_the_triggers_message(pending_version, mlflow_client):
+    """The trigger could not read the version (here: it is not there): the sensor says so, it does not wait on."""
+    trigger = ModelVersionApprovalTrigger(model_name=MODEL, version="42", deadline=time.time() + 60, poll_interval=0.1)
+    event = first_event(trigger)
+    assert event["status"] == "error"
+    with pytest.raises(AirflowFailException, match=f"cannot read {MODEL} v42"):
+        deferrable_sensor(pending_version).execute_complete(CONTEXT, event)
+    # Nothing was judged or expired on the waiting version.
+    assert mlflow_client.get_model_version(MODEL, pending_version).tags[lc.APPROVAL_STATUS] == "pending"
+
+
+@pytest.mark.parametrize(("configured", "given", "expected"), [
+    ("true", None, True), ("false", None, False), ("true", False, False), ("false", True, True),
+])
+def test_the_deferrable_default_follows_airflows_default_deferrable(monkeypatch, configured, given, expected):
+    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", configured)
+    kwargs = {} if given is None else {"deferrable": given}
+    sensor = ModelVersionApprovalSensor(task_id="wait_for_approval", model_name=MODEL, version="1", **kwargs)
+    assert sensor.deferrable is expected
