@@ -35,7 +35,8 @@ from datetime import datetime, timedelta
 
 from airflow.sdk import Param, chain, dag
 
-from include.governance.lifecycle import DEFAULT_EXPERIMENT_NAME, MODEL_NAME_PATTERN, MODEL_TYPES
+from include.governance.lifecycle import MODEL_NAME_PATTERN, MODEL_TYPES
+from include.recommender.run_tags import configured_experiment_name
 from mlflow_governance.hitl import ModelVersionHITLApprovalOperator
 from mlflow_governance.operators import (
     PromoteModelVersionOperator,
@@ -126,7 +127,8 @@ def _training_steps() -> tuple[TrainModelOperator, EvaluateModelOperator]:
         data_cutoff="{{ params.data_cutoff }}",
         holdout_fraction="{{ params.holdout_fraction }}",
         policy_overrides=POLICY_OVERRIDES,
-        experiment_name=DEFAULT_EXPERIMENT_NAME,
+        # MLFLOW_EXPERIMENT_NAME (as the design guide reads it), else movie_recommendation.
+        experiment_name=configured_experiment_name(),
         queue=TRAINING_QUEUE,
         retries=1,
     )

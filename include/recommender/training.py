@@ -34,6 +34,7 @@ from include.recommender.data_snapshot import log_snapshot
 from include.recommender.fitting import FittedModel, fit_model
 from include.recommender.models import SKLEARN_MODEL_TYPES, build_estimator, effective_hyperparameters
 from include.recommender.pyfunc import DEFAULT_PARAMS, INPUT_COLUMNS
+from include.recommender.run_tags import EXPERIMENT_TAGS, default_run_tags, run_name
 from include.recommender.schema import RATING_MAX, RATING_MIN, MovieLensData
 from include.recommender.snapshot import fingerprint, ratings_before, temporal_split
 
@@ -100,15 +101,21 @@ def tracking_uri_scope(tracking_uri: str | None) -> Iterator[None]:
 def ensure_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:
     """Return the id of experiment name, creating it (with artifact_location) when missing.
 
+    The design guide's experiment tags (project, version, description) are set on a new experiment
+    and added to an existing one that lacks them; a value someone already set is kept.
+
     :param client: client bound to the tracking server.
     :param name: experiment name.
     :param artifact_location: artifact root for a new experiment; None = server default.
     """
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
-        return client.create_experiment(name, artifact_location=artifact_location)
+        return client.create_experiment(name, artifact_location=artifact_location, tags=dict(EXPERIMENT_TAGS))
     if experiment.lifecycle_stage != "active":
         raise ValueError(f"Experiment {name!r} ({experiment.experiment_id}) is deleted; restore it")
+    for key, value in EXPERIMENT_TAGS.items():
+        if key not in experiment.tags:
+            client.set_experiment_tag(experiment.experiment_id, key, value)
     return experiment.experiment_id
 
 
@@ -254,7 +261,8 @@ def train_and_log(
     :param experiment_name: MLflow experiment, created when missing.
     :param tracking_uri: MLflow tracking URI; None uses the process's current one.
     :param cutoff: only ratings strictly before this instant are used (None = all).
-    :param run_tags: tags set on the run (e.g. airflow_dag_id, airflow_run_id, submitted_by).
+    :param run_tags: tags set on the run (e.g. airflow_dag_id, airflow_run_id, submitted_by), over
+        the design guide's run tags (timestamp, project, stage, model_type, training_stage).
     :param holdout_fraction: latest share of the snapshot kept out of training for evaluation.
     :param artifact_location: artifact root used when the experiment has to be created.
     :param keep_snapshot: keep the cutoff snapshot in the run's artifacts (``data_snapshot``),
@@ -268,7 +276,12 @@ def train_and_log(
         client = MlflowClient()
         experiment_id = ensure_experiment(client, experiment_name, artifact_location)
         # The context manager ends the run FAILED (and re-raises) on any exception inside.
-        with mlflow.start_run(experiment_id=experiment_id, tags=dict(run_tags)) as run:
+        with mlflow.start_run(
+            experiment_id=experiment_id, run_name=run_name(model_type, cutoff), tags=dict(run_tags)
+        ) as run:
+            # The guide's timestamp is the run's own start; a caller's tag of the same name wins.
+            guide_tags = default_run_tags(model_type, run.info.start_time)
+            mlflow.set_tags({k: v for k, v in guide_tags.items() if k not in run_tags})
             snapshot = ratings_before(data.ratings, cutoff)
             data_fingerprint = fingerprint(snapshot)
             snapshot_path = None

@@ -20,7 +20,7 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
-from include.governance.lifecycle import DEFAULT_EXPERIMENT_NAME
+from include.recommender.run_tags import configured_experiment_name
 from mlflow_governance.common import TRAINING_CONN_ID, load_policy
 from mlflow_governance.hooks import MlflowHook
 
@@ -75,7 +75,8 @@ class TrainModelOperator(_TrainingStepOperator):
     :param data_cutoff: train on ratings before this instant (empty: the data interval end).
     :param holdout_fraction: share of the most recent ratings held out for evaluation.
     :param policy_overrides: this run's policy overrides, checked before anything is trained.
-    :param experiment_name: the MLflow experiment of the run.
+    :param experiment_name: the MLflow experiment of the run (None: ``MLFLOW_EXPERIMENT_NAME``, else
+        movie_recommendation).
     """
 
     template_fields: Sequence[str] = (
@@ -92,7 +93,7 @@ class TrainModelOperator(_TrainingStepOperator):
         data_cutoff: str | None = None,
         holdout_fraction: float = 0.2,
         policy_overrides: dict[str, Any] | None = None,
-        experiment_name: str = DEFAULT_EXPERIMENT_NAME,
+        experiment_name: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -102,7 +103,7 @@ class TrainModelOperator(_TrainingStepOperator):
         self.data_cutoff = data_cutoff
         self.holdout_fraction = holdout_fraction
         self.policy_overrides = policy_overrides
-        self.experiment_name = experiment_name
+        self.experiment_name = experiment_name or configured_experiment_name()
 
     def execute(self, context: Context) -> dict[str, Any]:
         from include.recommender.schema import DataValidationError

@@ -16,6 +16,7 @@ from include.recommender import training
 from include.recommender.features import FEATURE_NAMES
 from include.recommender.snapshot import fingerprint, ratings_before
 from include.recommender.synthetic import generate_movielens
+from include.recommender.run_tags import EXPERIMENT_TAGS, configured_experiment_name, run_name
 from include.recommender.training import TrainingResult, pip_requirements, train_and_log
 
 EXPERIMENT = "recommender-test"
@@ -103,6 +104,50 @@ def test_run_holds_params_metrics_and_tags(trained, data, store, cutoff):
 def test_experiment_created_with_artifact_location(trained, store):
     experiment = MlflowClient(store["uri"]).get_experiment_by_name(EXPERIMENT)
     assert experiment.artifact_location.endswith(store["artifacts"])
+
+
+def test_experiment_and_run_carry_the_design_guides_tags_and_a_telling_run_name(trained, store, cutoff):
+    client = MlflowClient(store["uri"])
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    run = client.get_run(trained.run_id)
+
+    assert {k: experiment.tags.get(k) for k in EXPERIMENT_TAGS} == dict(EXPERIMENT_TAGS)
+    tags = run.data.tags
+    assert tags["project"] == "mlops-movie-recommendation"
+    assert tags["stage"] == "development"
+    assert tags["model_type"] == "hist_gradient_boosting"
+    assert tags["training_stage"] == "supervised_learning"
+    started = datetime.fromisoformat(tags["timestamp"])
+    assert started.utcoffset().total_seconds() == 0
+    assert int(started.timestamp() * 1000) == run.info.start_time
+    assert run.info.run_name == f"hist_gradient_boosting@{cutoff.astimezone(timezone.utc):%Y-%m-%dT%H:%MZ}"
+
+
+def test_existing_experiment_gains_missing_tags_and_keeps_set_ones(store):
+    client = MlflowClient(store["uri"])
+    experiment_id = client.create_experiment("recommender-pre-existing", tags={"description": "team's own words"})
+
+    assert training.ensure_experiment(client, "recommender-pre-existing", None) == experiment_id
+    assert training.ensure_experiment(client, "recommender-pre-existing", None) == experiment_id  # idempotent
+
+    tags = client.get_experiment(experiment_id).tags
+    assert tags["description"] == "team's own words"
+    assert tags["project"] == "mlops-movie-recommendation"
+    assert tags["version"] == "1.0"
+
+
+def test_run_name_without_cutoff_and_for_a_naive_cutoff():
+    assert run_name("popularity", None) == "popularity@all-data"
+    assert run_name("torch_ncf", datetime(2025, 6, 1)) == "torch_ncf@2025-06-01T00:00Z"
+
+
+def test_experiment_name_comes_from_the_guides_variable(monkeypatch):
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    assert configured_experiment_name() == "movie_recommendation"
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "  ")
+    assert configured_experiment_name() == "movie_recommendation"
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "team-b-recommender")
+    assert configured_experiment_name() == "team-b-recommender"
 
 
 def test_model_logged_with_signature_and_pinned_requirements(trained, store):
