@@ -25,6 +25,8 @@ PREVIOUS_CHAMPION = "previous_champion"
 SUBMITTED_BY = "submitted_by"
 AIRFLOW_DAG_ID = "airflow_dag_id"
 AIRFLOW_RUN_ID = "airflow_run_id"
+# The submitter's note from the retrain DAG's trigger form (also in the version's description).
+SUBMISSION_NOTES = "submission_notes"
 DATA_FINGERPRINT = "data_fingerprint"
 
 # Validation

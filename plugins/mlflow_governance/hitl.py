@@ -253,6 +253,14 @@ def _refusal_rules(submitted_by: str | None, policy: "ApprovalPolicy") -> list[s
     return rules
 
 
+def _submitter_note(note: str | None) -> str:
+    """The submitter's note as a Markdown quote (each line quoted, so it cannot end the block)."""
+    if not note:
+        return ""
+    quoted = "\n".join(f"> {line}" for line in note.splitlines())
+    return f"**Submitter's note:**\n\n{quoted}\n\n"
+
+
 def _review_body(where: str, tags: dict[str, str], refusal_rules: Sequence[str] = ()) -> str:
     """Markdown shown to the reviewer: the evidence the decision rests on, and who may decide."""
     metrics = "\n".join(
@@ -272,6 +280,7 @@ def _review_body(where: str, tags: dict[str, str], refusal_rules: Sequence[str] 
         f"- validation: {tags.get(lc.VALIDATION_STATUS, 'unknown')} ({tags.get(lc.VALIDATION_SUMMARY, '')})\n"
         f"- approval policy: {tags.get(lc.APPROVAL_STATUS, 'unknown')} ({tags.get(lc.APPROVAL_REASON, '')})\n"
         f"- submitted by: {tags.get(lc.SUBMITTED_BY, 'unknown')}\n\n"
+        f"{_submitter_note(tags.get(lc.SUBMISSION_NOTES))}"
         f"{refusals}"
         f"| evidence | value |\n|---|---|\n{metrics}\n"
     )

@@ -77,9 +77,13 @@ class RegisterModelVersionOperator(_MlflowRegistryOperator):
     :param model_uri: the logged model's URI (``models:/m-...`` or ``runs:/<run_id>/model``).
     :param data_fingerprint: fingerprint of the training data, written as a lineage tag.
     :param submitted_by: who submitted the model (the DAG run's triggering user by default).
+    :param submission_notes: the submitter's note: after the description's "Trained by" line, and
+        as the ``submission_notes`` tag (kept when the description is later rewritten).
     """
 
-    template_fields: Sequence[str] = ("model_name", "run_id", "model_uri", "data_fingerprint", "submitted_by")
+    template_fields: Sequence[str] = (
+        "model_name", "run_id", "model_uri", "data_fingerprint", "submitted_by", "submission_notes",
+    )
 
     def __init__(
         self,
@@ -88,6 +92,7 @@ class RegisterModelVersionOperator(_MlflowRegistryOperator):
         model_uri: str,
         data_fingerprint: str,
         submitted_by: str = "{{ dag_run.triggering_user_name or 'airflow' }}",
+        submission_notes: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -95,6 +100,7 @@ class RegisterModelVersionOperator(_MlflowRegistryOperator):
         self.model_uri = model_uri
         self.data_fingerprint = data_fingerprint
         self.submitted_by = submitted_by
+        self.submission_notes = submission_notes
 
     @runs_as_connection_identity
     def execute(self, context: Context) -> dict[str, Any]:
@@ -108,6 +114,12 @@ class RegisterModelVersionOperator(_MlflowRegistryOperator):
             lc.AIRFLOW_RUN_ID: context["run_id"],
             lc.DATA_FINGERPRINT: self.data_fingerprint,
         }
+        description = f"Trained by Airflow DAG {context['dag'].dag_id}, run {context['run_id']}"
+        # Native rendering turns a note such as "42" into a number: the note is text.
+        note = str(self.submission_notes).strip() if self.submission_notes is not None else ""
+        if note:
+            tags[lc.SUBMISSION_NOTES] = note
+            description += f"\n\nSubmitter's note: {note}"
         client = self.hook.get_conn()
         try:
             version, created = register_version(
@@ -116,7 +128,7 @@ class RegisterModelVersionOperator(_MlflowRegistryOperator):
                 model_uri=self.model_uri,
                 run_id=self.run_id,
                 tags=tags,
-                description=f"Trained by Airflow DAG {context['dag'].dag_id}, run {context['run_id']}",
+                description=description,
             )
         except (InvalidName, RegistrationRefused) as exc:
             # Bad input, not a fault: a retry would be refused the same way.

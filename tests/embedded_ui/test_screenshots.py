@@ -86,5 +86,5 @@ def test_the_script_takes_every_guide_image_from_a_real_run(airflow_ui, mlflow_u
 
     # The run behind the images really went through the reviewer's approval to @champion.
     version = airflow_ui.mlflow.get_model_version_by_alias(MODEL, "champion")
-    assert (version.version, version.tags["approved_by"], version.tags["submitted_by"]) == ("1", "reviewer", "admin")
+    assert (str(version.version), version.tags["approved_by"], version.tags["submitted_by"]) == ("1", "reviewer", "admin")
     assert manifest["dag_run_id"] == version.tags["airflow_run_id"]
