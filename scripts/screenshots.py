@@ -52,6 +52,7 @@ CHROMIUM_ARGS = [
 ]
 VIEWPORT = {"width": 1400, "height": 900}
 TRIGGER_FORM_HEIGHT = 2250
+HITL_FORM_HEIGHT = 1500
 RENDER_SETTLE_MS = 2000
 # The UIs' queries go to servers sharing a small machine with the scheduler and the tasks.
 UI_TIMEOUT_MS = 60_000
@@ -291,14 +292,17 @@ def shoot_trigger_form(page: Any, settings: Settings) -> None:
     page.set_viewport_size(VIEWPORT)
 
 
-def shoot_required_actions(page: Any, settings: Settings) -> None:
-    """The list of waiting actions, then the waiting action's form (the reviewer's view of it)."""
+def shoot_required_actions(page: Any, settings: Settings, version: str) -> None:
+    """The list of actions, then this run's waiting form (the reviewer's view of it)."""
     page.goto(f"{settings.airflow_url}/required_actions")
     shoot(page, settings, "airflow-required-actions.png", page.get_by_role("heading", name=re.compile(r"Required Action")))
-    subject = re.compile(rf"^Approve {re.escape(settings.model_name)} v\d+ for production\?$")
-    page.get_by_role("link", name=subject).first.click()
+    subject = f"Approve {settings.model_name} v{version} for production?"
+    page.get_by_role("link", name=subject, exact=True).click()
+    # Tall enough for the evidence table and, below it, the notes and the Approve/Reject buttons.
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": HITL_FORM_HEIGHT})
     page.get_by_role("button", name="Approve", exact=True).wait_for()
-    shoot(page, settings, "airflow-required-action-form.png", page.get_by_text(subject).first)
+    shoot(page, settings, "airflow-required-action-form.png", page.get_by_text(subject, exact=True).first)
+    page.set_viewport_size(VIEWPORT)
 
 
 def shoot_clear_dialog(page: Any, settings: Settings, run_id: str) -> None:
@@ -368,11 +372,11 @@ def take_all(settings: Settings) -> None:
         airflow_log_in(page, settings.airflow_url, settings.admin, settings.users[settings.admin])
         shoot_trigger_form(page, settings)
         wait_for_question(admin, run_id, settings.run_timeout)
+        version, run = version_of(settings, run_id)
         airflow_log_in(page, settings.airflow_url, settings.reviewer, settings.users[settings.reviewer])
-        shoot_required_actions(page, settings)
+        shoot_required_actions(page, settings, version)
         approve_and_finish(reviewer, admin, run_id, settings.run_timeout)
         shoot_clear_dialog(page, settings, run_id)
-        version, run = version_of(settings, run_id)
         shoot_mlflow(page, settings, version, run)
     write_manifest(settings, run_id, version)
 
