@@ -171,6 +171,13 @@ def execute_rollback(
     if problem:
         raise RollbackRefused(problem)
 
+    now = _move_champion(client, model_name, target, planned, actor=actor, reason=reason)
+    log.info("%s rolled back from v%s to v%s by %s: %s", model_name, planned, target, actor, reason)
+    return RollbackResult(model_name, target, planned, changed=True, rolled_back_at=now, from_alias=plan.from_alias)
+
+
+def _move_champion(client: MlflowClient, model_name: str, target: str, planned: str, *, actor: str, reason: str) -> str:
+    """The rollback's writes: both aliases, both versions' tags, then the read-back; its instant."""
     now = lc.utc_now_iso()
     set_alias(client, model_name, lc.CHAMPION, target)
     set_alias(client, model_name, lc.PREVIOUS_CHAMPION, planned)
@@ -179,16 +186,10 @@ def execute_rollback(
         client,
         model_name,
         target,
-        {
-            ROLLBACK_TIMESTAMP: now,
-            ROLLED_BACK_FROM: planned,
-            ROLLED_BACK_BY: actor,
-            ROLLBACK_REASON: reason[:4000],
-        },
+        {ROLLBACK_TIMESTAMP: now, ROLLED_BACK_FROM: planned, ROLLED_BACK_BY: actor, ROLLBACK_REASON: reason[:4000]},
     )
     read_back_alias(client, model_name, lc.CHAMPION, target)
-    log.info("%s rolled back from v%s to v%s by %s: %s", model_name, planned, target, actor, reason)
-    return RollbackResult(model_name, target, planned, changed=True, rolled_back_at=now, from_alias=plan.from_alias)
+    return now
 
 
 def rollback(

@@ -71,13 +71,41 @@ def validate_model_version(
     run = client.get_run(mv.run_id)
     aliases = get_aliases(client, model_name)
     champion_version = aliases.get(lc.CHAMPION)
+    champion_metrics, champion_tags = _champion_evidence(client, model_name, champion_version, version)
 
-    champion_metrics = champion_tags = None
-    if champion_version is not None and champion_version != version:
-        champion = require_version(client, model_name, champion_version)
-        champion_metrics = client.get_run(champion.run_id).data.metrics
-        champion_tags = champion.tags
+    artifact, report = _judge(client, mv, run, policy, champion_metrics, champion_version)
 
+    timestamp = lc.utc_now_iso()
+    report_path = f"{REPORT_DIR}/validation_report_v{version}.json"
+    chart_path = f"{REPORT_DIR}/validation_chart_v{version}.png"
+    document = _report_document(
+        model_name, version, timestamp, policy, report, artifact, run.data.metrics, champion_metrics
+    )
+    client.log_text(mv.run_id, json.dumps(document, indent=2, default=str), report_path)
+    _log_chart(client, mv.run_id, chart_path, model_name, version, policy, run.data.metrics,
+               champion_metrics, champion_tags, champion_version, artifact)
+
+    status = lc.ValidationStatus.PASSED if report.passed else lc.ValidationStatus.FAILED
+    baseline = champion_version if champion_metrics is not None else lc.NO_BASELINE
+    tags = _verdict_tags(status, timestamp, baseline, report, run.data.metrics, artifact, policy)
+    set_tags(client, model_name, version, tags)
+
+    _update_challenger(client, model_name, version, aliases, passed=report.passed)
+    log.info("%s v%s validation %s: %s", model_name, version, status.value, report.summary())
+    return ValidationOutcome(
+        model_name=model_name,
+        version=version,
+        passed=report.passed,
+        summary=report.summary(),
+        baseline_version=report.baseline_version,
+        improvement=report.improvement,
+        report_path=report_path,
+        chart_path=chart_path,
+    )
+
+
+def _judge(client: MlflowClient, mv, run, policy: GovernancePolicy, champion_metrics, champion_version):
+    """Probe the registered artifact and run the gates on the run's evidence: (artifact, report)."""
     thresholds = policy.validation
     artifact = probe_version(
         client,
@@ -94,27 +122,44 @@ def validate_model_version(
         champion_metrics=champion_metrics,
         champion_version=champion_version if champion_metrics is not None else None,
     )
+    return artifact, report
 
-    timestamp = lc.utc_now_iso()
-    report_path = f"{REPORT_DIR}/validation_report_v{version}.json"
-    chart_path = f"{REPORT_DIR}/validation_chart_v{version}.png"
-    document = _report_document(
-        model_name, version, timestamp, policy, report, artifact, run.data.metrics, champion_metrics
-    )
-    client.log_text(mv.run_id, json.dumps(document, indent=2, default=str), report_path)
-    _log_chart(client, mv.run_id, chart_path, model_name, version, policy, run.data.metrics,
-               champion_metrics, champion_tags, champion_version, artifact)
 
-    status = lc.ValidationStatus.PASSED if report.passed else lc.ValidationStatus.FAILED
+def _update_challenger(client: MlflowClient, model_name: str, version: str, aliases: dict, *, passed: bool) -> None:
+    """A pass makes the version ``@challenger``; a fail takes the alias away if it held it."""
+    if passed:
+        set_alias(client, model_name, lc.CHALLENGER, version)
+    elif aliases.get(lc.CHALLENGER) == version:
+        client.delete_registered_model_alias(model_name, lc.CHALLENGER)
+
+
+def _champion_evidence(client: MlflowClient, model_name: str, champion_version: str | None, version: str):
+    """The champion's run metrics and tags to compare with (None, None without another champion)."""
+    if champion_version is None or champion_version == version:
+        return None, None
+    champion = require_version(client, model_name, champion_version)
+    return client.get_run(champion.run_id).data.metrics, champion.tags
+
+
+def _verdict_tags(
+    status: lc.ValidationStatus,
+    timestamp: str,
+    baseline: str,
+    report: GateReport,
+    metrics: dict[str, float],
+    artifact,
+    policy: GovernancePolicy,
+) -> dict[str, str]:
+    """The tags that record a validation on the version: verdict, evidence, baseline, overrides."""
     tags = {
         lc.VALIDATION_STATUS: status.value,
         lc.VALIDATION_TIMESTAMP: timestamp,
-        lc.VALIDATION_BASELINE_VERSION: champion_version if champion_metrics is not None else lc.NO_BASELINE,
+        lc.VALIDATION_BASELINE_VERSION: baseline,
         lc.VALIDATION_SUMMARY: report.summary()[:4000],
     }
     for metric in TAGGED_METRICS:
-        if metric in run.data.metrics:
-            tags[f"{lc.VALIDATION_METRIC_PREFIX}{metric}"] = f"{run.data.metrics[metric]:.6f}"
+        if metric in metrics:
+            tags[f"{lc.VALIDATION_METRIC_PREFIX}{metric}"] = f"{metrics[metric]:.6f}"
     if artifact.inference_p95_ms is not None:
         tags[INFERENCE_P50_TAG] = f"{artifact.inference_p50_ms:.4f}"
         tags[INFERENCE_P95_TAG] = f"{artifact.inference_p95_ms:.4f}"
@@ -122,24 +167,7 @@ def validate_model_version(
         tags[lc.VALIDATION_IMPROVEMENT] = f"{report.improvement:+.6f}"
     if policy.overrides:
         tags[lc.VALIDATION_POLICY_OVERRIDES] = policy.overrides_json()
-    set_tags(client, model_name, version, tags)
-
-    if report.passed:
-        set_alias(client, model_name, lc.CHALLENGER, version)
-    elif aliases.get(lc.CHALLENGER) == version:
-        client.delete_registered_model_alias(model_name, lc.CHALLENGER)
-
-    log.info("%s v%s validation %s: %s", model_name, version, status.value, report.summary())
-    return ValidationOutcome(
-        model_name=model_name,
-        version=version,
-        passed=report.passed,
-        summary=report.summary(),
-        baseline_version=report.baseline_version,
-        improvement=report.improvement,
-        report_path=report_path,
-        chart_path=chart_path,
-    )
+    return tags
 
 
 def _report_document(
