@@ -52,13 +52,17 @@ SCHEDULE = os.environ.get("MOVIE_RECOMMENDER_SCHEDULE", "@weekly")
 # "none" means no schedule at all (runs only when triggered); a cron string cannot say that.
 SCHEDULE = None if SCHEDULE.strip().lower() == "none" else SCHEDULE
 APPROVAL_POKE_SECONDS = float(os.environ.get("MOVIE_RECOMMENDER_APPROVAL_POKE_SECONDS", "60"))
-# "reschedule" (a worker checks every poke interval) or "deferrable" (the triggerer checks).
-APPROVAL_SENSOR_MODE = os.environ.get("MOVIE_RECOMMENDER_APPROVAL_SENSOR_MODE", "reschedule").strip().lower()
-if APPROVAL_SENSOR_MODE not in ("reschedule", "deferrable"):
+# "reschedule" (a worker checks every poke interval) or "deferrable" (the triggerer checks);
+# unset: Airflow's [operators] default_deferrable decides.
+APPROVAL_SENSOR_MODE = os.environ.get("MOVIE_RECOMMENDER_APPROVAL_SENSOR_MODE", "").strip().lower()
+if APPROVAL_SENSOR_MODE not in ("", "reschedule", "deferrable"):
     raise ValueError(f"MOVIE_RECOMMENDER_APPROVAL_SENSOR_MODE={APPROVAL_SENSOR_MODE!r}: expected reschedule or deferrable")
 # Under CeleryExecutor train and log go to a queue of their own, so bigger workers can take
 # them (`airflow celery worker --queues training`); LocalExecutor ignores queues.
 TRAINING_QUEUE = os.environ.get("MOVIE_RECOMMENDER_TRAINING_QUEUE", "training")
+
+# A version tag holds 5000 characters and the description 5000 with the "Trained by" line.
+SUBMISSION_NOTES_MAX_LENGTH = 4000
 
 PARAMS = {
     "model_name": Param("movie_recommender", type="string", pattern=MODEL_NAME_PATTERN,
@@ -90,6 +94,10 @@ PARAMS = {
                         description="Override the policy's recall gate for this run."),
     "policy_overrides": Param({}, type="object",
                               description='Any other policy value, e.g. {"max_degradation_vs_champion": 0.03}.'),
+    "submission_notes": Param(None, type=["null", "string"], maxLength=SUBMISSION_NOTES_MAX_LENGTH,
+                              description="A note for the reviewer (what changed, why): kept on the version "
+                                          "(its description and tag submission_notes) and shown in the "
+                                          "approval form."),
 }
 
 # One flat mapping of this run's policy overrides (unset thresholds render as None and are ignored).
@@ -152,6 +160,7 @@ def _governance_steps(trained) -> list:
         run_id=trained["run_id"],
         model_uri=trained["model_uri"],
         data_fingerprint=trained["data_fingerprint"],
+        submission_notes="{{ params.submission_notes }}",
         retries=3,
     )
     validate = ValidateModelVersionOperator(
@@ -184,7 +193,7 @@ def _governance_steps(trained) -> list:
         approval_timeout_minutes="{{ params.approval_timeout_minutes }}",
         policy_overrides=POLICY_OVERRIDES,
         poke_interval=APPROVAL_POKE_SECONDS,
-        deferrable=APPROVAL_SENSOR_MODE == "deferrable",
+        deferrable=APPROVAL_SENSOR_MODE == "deferrable" if APPROVAL_SENSOR_MODE else None,
         timeout=24 * 60 * 60,
         retries=0,
     )
