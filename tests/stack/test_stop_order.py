@@ -23,17 +23,14 @@ def terminated_at(tmp_path: Path, name: str) -> float:
 def test_a_service_is_stopped_after_its_dependents_and_independent_ones_together(tmp_path):
     started = {name: start(tmp_path, name) for name in ("apiserver", "scheduler", "triggerer")}
     time.sleep(0.5)  # the traps are set
-    begun = time.monotonic()
     forced = processes.stop_groups({name: p.pid for name, p in started.items()},
                                    {"apiserver": {"scheduler", "triggerer"}}, grace=10)
-    took = time.monotonic() - begun
     assert forced == []
     assert all(p.wait(timeout=5) == 0 for p in started.values())
-    # The scheduler and the triggerer side by side (not 1 s one after the other), the api-server
-    # only once both had exited.
-    assert abs(terminated_at(tmp_path, "scheduler") - terminated_at(tmp_path, "triggerer")) < 0.5
+    # The scheduler and the triggerer side by side (one after the other they would be signalled at
+    # least 1 s apart), the api-server only once both had exited.
+    assert abs(terminated_at(tmp_path, "scheduler") - terminated_at(tmp_path, "triggerer")) < 0.9
     assert terminated_at(tmp_path, "apiserver") >= terminated_at(tmp_path, "scheduler") + 1
-    assert took < 3.5, took
 
 
 def test_a_group_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path):
@@ -45,4 +42,5 @@ def test_a_group_that_ignores_sigterm_is_killed_after_the_grace_period(tmp_path)
     forced = processes.stop_groups({"stubborn": stubborn.pid, "gone": gone.pid}, {}, grace=1)
     assert forced == ["stubborn"]
     assert stubborn.wait(timeout=5) == -9
-    assert 1 <= time.monotonic() - begun < 3
+    # Not before the grace period (an upper bound would only measure how loaded the machine is).
+    assert time.monotonic() - begun >= 1
