@@ -5,11 +5,11 @@ Drawn with matplotlib's Figure API on its default Agg canvas: no pyplot global s
 
 from __future__ import annotations
 
-from include.governance import lifecycle as lc
-
 import math
 from pathlib import Path
 from typing import Any, Mapping
+
+from include.governance import lifecycle as lc
 
 CHART_METRICS = lc.EVIDENCE_METRICS
 
@@ -51,6 +51,17 @@ def write_comparison_chart(
     metrics_axes, latency_axes = figure.subplots(
         1, 2, width_ratios=[3, 1], gridspec_kw={"left": 0.06, "right": 0.98, "bottom": 0.1, "top": 0.9, "wspace": 0.25}
     )
+    _draw_metrics(metrics_axes, title, challenger, champion, minimums)
+    _draw_latency(latency_axes, latency_ms, max_latency_ms)
+
+    path = Path(path)
+    figure.savefig(path, dpi=100)
+    return path
+
+
+def _draw_metrics(metrics_axes: Any, title: str, challenger: Mapping[str, Any], champion: Mapping[str, Any] | None,
+                  minimums: Mapping[str, float]) -> None:
+    """Grouped bars per metric (challenger, champion), each gate's minimum as a dashed tick."""
     series = [("challenger", challenger, "tab:blue")]
     if champion is not None:
         series.append(("champion", champion, "tab:grey"))
@@ -77,6 +88,9 @@ def write_comparison_chart(
     metrics_axes.legend(loc="upper center", ncol=3, fontsize=8)
     metrics_axes.set_title(title)
 
+
+def _draw_latency(latency_axes: Any, latency_ms: Mapping[str, float | None], max_latency_ms: float) -> None:
+    """The measured p95 latencies as bars, the gate as a dashed line."""
     labels = list(latency_ms)
     heights = [_number(latency_ms[label]) for label in labels]
     bars = latency_axes.bar(labels, [h or 0.0 for h in heights], color="tab:blue")
@@ -89,7 +103,3 @@ def write_comparison_chart(
     latency_axes.set_ylabel("p95 ms per request")
     latency_axes.set_title("Inference latency")
     latency_axes.legend(fontsize=8)
-
-    path = Path(path)
-    figure.savefig(path, dpi=100)
-    return path
