@@ -1,7 +1,7 @@
 """
 ### Monitor the movie recommender's champion and retrain it when it degrades
 
-`score_champion -> assess -> trigger_retrain | no_retrain`
+`score_champion -> assess -> trigger_retrain | no_retrain`, and beside them `verify_audit_trail`
 
 Every run scores the current `@champion` of `model_name` on the most recent window of ratings
 from `data_source`: the ratings in `[end - window_days, end)`, where `end` is the run's data
@@ -20,8 +20,15 @@ the reason is on the monitoring run (tag `trigger_reason`) and in the triggered 
 A champion that holds, a window with too few ratings, or no champion at all: `no_retrain`.
 A paused retrain DAG keeps the triggered run queued until it is unpaused.
 
+**Out-of-band changes**: `verify_audit_trail` compares the model's registry entries with the
+audit trail (as `python -m include.governance audit verify MODEL` does) and fails, so Airflow
+alerts, when an alias moved, a version was deleted or a governance tag changed without an audit
+event; its error lists each change and the command that restores the audited state. It has no
+upstream or downstream task: scoring and retraining run whatever it finds.
+
 **Params**: `model_name`, `data_source` (as in the retrain DAG), `window_days` and `margin`
-(empty: the policy file's `monitor_window_days` and `monitor_max_drift`).
+(empty: the policy file's `monitor_window_days` and `monitor_max_drift`), `check_drift` (false:
+skip the audit-trail comparison).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import Param, dag, task
 
 from include.governance.lifecycle import MODEL_NAME_PATTERN
+from mlflow_governance.drift import VerifyAuditTrailOperator
 from mlflow_governance.monitoring import ScoreChampionOperator, TriggerRetrainOperator, choose_after_scoring
 
 # Read at parse time from the environment only (no DB, no network).
@@ -52,6 +60,9 @@ PARAMS = {
     "margin": Param(None, type=["null", "number"], minimum=0, maximum=1,
                     description="Allowed drop below the champion's validation metrics "
                                 "(empty: the policy's monitor_max_drift)."),
+    "check_drift": Param(True, type="boolean",
+                         description="Compare the registry with the audit trail; fail verify_audit_trail "
+                                     "on changes no governed step made."),
 }
 
 # This run's policy overrides from the params (unset ones render as None and are ignored).
@@ -101,6 +112,13 @@ def movie_recommender_monitor():
     no_retrain = EmptyOperator(task_id="no_retrain")
 
     assess(score_champion.output, MONITOR_OVERRIDES) >> [trigger_retrain, no_retrain]
+
+    # Beside the scoring branch, not upstream of it: a drift alert never holds back a retrain.
+    VerifyAuditTrailOperator(
+        task_id="verify_audit_trail",
+        model_name="{{ params.model_name }}",
+        check_drift="{{ params.check_drift }}",
+    )
 
 
 movie_recommender_monitor()

@@ -35,13 +35,20 @@ def test_scheduled_daily_one_run_at_a_time_without_catchup(monitor):
 
 
 def test_branch_between_trigger_and_no_retrain(monitor):
-    assert set(monitor.task_ids) == {"score_champion", "assess", "trigger_retrain", "no_retrain"}
+    assert set(monitor.task_ids) == {"score_champion", "assess", "trigger_retrain", "no_retrain", "verify_audit_trail"}
     assert monitor.get_task("assess").upstream_task_ids == {"score_champion"}
     assert monitor.get_task("trigger_retrain").upstream_task_ids == {"assess"}
     assert monitor.get_task("no_retrain").upstream_task_ids == {"assess"}
     from airflow.providers.standard.operators.python import BranchPythonOperator
 
     assert isinstance(monitor.get_task("assess"), BranchPythonOperator)
+
+
+def test_the_drift_check_stands_beside_the_scoring_branch(monitor):
+    verify = monitor.get_task("verify_audit_trail")
+    assert verify.upstream_task_ids == set() and verify.downstream_task_ids == set()
+    assert verify.retries == 0  # drift found stays found: alert at once
+    assert monitor.params["check_drift"] is True
 
 
 def test_tasks_retry(monitor):

@@ -67,7 +67,8 @@ def test_a_degraded_champion_triggers_a_retrain(monitor_dag, mlflow_client, expe
     version = ms.make_champion(mlflow_client, experiment_id, MODEL, ms.CoinModel(), ms.HIGH_VALIDATION)
     dag_run, states = run(monitor_dag)
     assert str(dag_run.state) == "success", states
-    assert states == {"score_champion": "success", "assess": "success", "trigger_retrain": "success", "no_retrain": "skipped"}
+    assert states == {"score_champion": "success", "assess": "success", "trigger_retrain": "success", "no_retrain": "skipped",
+                      "verify_audit_trail": "success"}
 
     (monitoring,) = monitoring_runs(mlflow_client)
     tags = monitoring.data.tags
@@ -93,7 +94,8 @@ def test_a_champion_that_holds_triggers_nothing(monitor_dag, mlflow_client, expe
     version = ms.make_champion(mlflow_client, experiment_id, MODEL, lookup, ms.MODEST_VALIDATION)
     dag_run, states = run(monitor_dag)
     assert str(dag_run.state) == "success", states
-    assert states == {"score_champion": "success", "assess": "success", "trigger_retrain": "skipped", "no_retrain": "success"}
+    assert states == {"score_champion": "success", "assess": "success", "trigger_retrain": "skipped", "no_retrain": "success",
+                      "verify_audit_trail": "success"}
     (monitoring,) = monitoring_runs(mlflow_client)
     assert monitoring.data.tags[cm.CHAMPION_VERSION_TAG] == version
     assert monitoring.data.tags[cm.STATUS_TAG] == "holds"
