@@ -111,6 +111,24 @@ def _add_common(parser: argparse.ArgumentParser, *, top: bool) -> None:
                         help="print JSON for scripts instead of tables")
 
 
+def _add_decision_commands(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    """The commands that change the registry: approve, reject, rollback."""
+    for name, verb in (("approve", "approve"), ("reject", "reject")):
+        sub = command(name, f"{verb} a waiting version as a reviewer (policy rules apply)")
+        sub.add_argument("model", type=_model_name)
+        sub.add_argument("version", type=_version)
+        sub.add_argument("--reviewer", required=True, type=_person, help="your user name (approved_by)")
+        sub.add_argument("--notes", help="why (approval_notes)")
+        sub.add_argument("--policy", metavar="PATH", help="governance policy YAML (default: the packaged one)")
+
+    sub = command("rollback", "move @champion back to a version that served before")
+    sub.add_argument("model", type=_model_name)
+    sub.add_argument("--to", dest="to_version", type=_version, metavar="VERSION",
+                     help="version to restore (default: @previous_champion)")
+    sub.add_argument("--actor", required=True, type=_person, help="who rolls back")
+    sub.add_argument("--reason", required=True, type=_person, help="why")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every command."""
     parser = argparse.ArgumentParser(
@@ -140,24 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("version_a", type=_version, metavar="A")
     sub.add_argument("version_b", type=_version, metavar="B")
 
-    sub = command("lineage", "where a version came from: run, experiment, data, DAG run")
+    sub = command("lineage", "where a version came from (run, experiment, data, DAG run), its aliases, "
+                  "the champion succession around it and its evidence files")
     sub.add_argument("model", type=_model_name)
     sub.add_argument("version", type=_version)
 
-    for name, verb in (("approve", "approve"), ("reject", "reject")):
-        sub = command(name, f"{verb} a waiting version as a reviewer (policy rules apply)")
-        sub.add_argument("model", type=_model_name)
-        sub.add_argument("version", type=_version)
-        sub.add_argument("--reviewer", required=True, type=_person, help="your user name (approved_by)")
-        sub.add_argument("--notes", help="why (approval_notes)")
-        sub.add_argument("--policy", metavar="PATH", help="governance policy YAML (default: the packaged one)")
-
-    sub = command("rollback", "move @champion back to a version that served before")
-    sub.add_argument("model", type=_model_name)
-    sub.add_argument("--to", dest="to_version", type=_version, metavar="VERSION",
-                     help="version to restore (default: @previous_champion)")
-    sub.add_argument("--actor", required=True, type=_person, help="who rolls back")
-    sub.add_argument("--reason", required=True, type=_person, help="why")
+    _add_decision_commands(command)
 
     sub = command("audit", "events from the audit table, oldest first")
     sub.add_argument("--model", type=_model_name)
@@ -376,27 +382,18 @@ def cmd_compare(args: argparse.Namespace, out: Output) -> int:
 
 
 def cmd_lineage(args: argparse.Namespace, out: Output) -> int:
-    from include.governance.summary import model_lineage
+    from include.governance.lineage import lineage_rows, version_lineage
 
     client = _client(args)
     _require(client, args.model, args.version)
-    lineage = model_lineage(client, args.model, args.version)
-
-    def text() -> str:
-        rows = [
-            ("model", f"{lineage['model_name']} v{lineage['version']}"),
-            ("run", f"{lineage['run_id']} ({lineage['run_name']}, {lineage['run_status']})"),
-            ("experiment", f"{lineage['experiment_name']} (id {lineage['experiment_id']})"),
-            ("source", lineage["source"]),
-            ("data", lineage["data_fingerprint"]),
-            ("dag", lineage["airflow_dag_id"]),
-            ("dag run", lineage["airflow_run_id"]),
-            ("submitted by", lineage["submitted_by"]),
-        ]
-        rows += [(name, value) for name, value in lineage["dataset_info"].items()]
-        return table(rows, ["FIELD", "VALUE"])
-
-    out.emit(lineage, text)
+    try:
+        log = _audit_log(args, must_exist=True)
+    except CliError as exc:
+        if exc.code != EXIT_NOT_FOUND:
+            raise
+        log = None  # nothing audited yet: the rest of the lineage still stands
+    lineage = version_lineage(client, log, args.model, args.version)
+    out.emit(lineage, lambda: table(lineage_rows(lineage), ["FIELD", "VALUE"]))
     return EXIT_OK
 
 
