@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -26,6 +27,7 @@ import mlflow
 import mlflow.pyfunc
 import pandas as pd
 from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
@@ -37,6 +39,8 @@ from include.recommender.pyfunc import DEFAULT_PARAMS, INPUT_COLUMNS
 from include.recommender.run_tags import EXPERIMENT_TAGS, default_run_tags, run_name
 from include.recommender.schema import RATING_MAX, RATING_MIN, MovieLensData
 from include.recommender.snapshot import fingerprint, ratings_before, temporal_split
+
+log = logging.getLogger(__name__)
 
 MODEL_NAME_IN_RUN = "model"
 # Pinned from the running interpreter: inferring requirements costs ~10 s per log_model.
@@ -115,8 +119,18 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_location: str | 
         raise ValueError(f"Experiment {name!r} ({experiment.experiment_id}) is deleted; restore it")
     for key, value in EXPERIMENT_TAGS.items():
         if key not in experiment.tags:
-            client.set_experiment_tag(experiment.experiment_id, key, value)
+            _add_experiment_tag(client, experiment.experiment_id, key, value)
     return experiment.experiment_id
+
+
+def _add_experiment_tag(client: MlflowClient, experiment_id: str, key: str, value: str) -> None:
+    """Tag the experiment; an account that may log runs but not edit the experiment still trains."""
+    try:
+        client.set_experiment_tag(experiment_id, key, value)
+    except MlflowException as exc:
+        if exc.error_code != "PERMISSION_DENIED":
+            raise
+        log.warning("Experiment %s lacks tag %s, and this account may not set it: %s", experiment_id, key, exc.message)
 
 
 def pip_requirements(extra: tuple[str, ...] = ()) -> list[str]:

@@ -136,6 +136,21 @@ def test_existing_experiment_gains_missing_tags_and_keeps_set_ones(store):
     assert tags["version"] == "1.0"
 
 
+def test_an_account_that_may_not_edit_the_experiment_still_trains(store, monkeypatch, caplog):
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import PERMISSION_DENIED
+
+    client = MlflowClient(store["uri"])
+    experiment_id = client.create_experiment("recommender-someone-elses")
+
+    def refused(*args, **kwargs):  # what an MLflow auth server answers a READ-only account
+        raise MlflowException("Permission denied", error_code=PERMISSION_DENIED)
+
+    monkeypatch.setattr(client, "set_experiment_tag", refused)
+    assert training.ensure_experiment(client, "recommender-someone-elses", None) == experiment_id
+    assert "may not set it" in caplog.text
+
+
 def test_run_name_without_cutoff_and_for_a_naive_cutoff():
     assert run_name("popularity", None) == "popularity@all-data"
     assert run_name("torch_ncf", datetime(2025, 6, 1)) == "torch_ncf@2025-06-01T00:00Z"
