@@ -144,3 +144,12 @@ def test_cutoff_falls_back_to_the_interval_end_and_keeps_an_offset():
     assert training_cutoff("", None) is None
     parsed = training_cutoff("2025-06-01T00:00:00+02:00", INTERVAL_END)
     assert parsed == datetime(2025, 5, 31, 22, tzinfo=timezone.utc)
+
+
+def test_the_train_task_takes_its_experiment_from_mlflow_experiment_name(monkeypatch):
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "team-b-recommender")
+    assert TrainModelOperator(task_id="train", model_type="popularity", data_source="synthetic").experiment_name == "team-b-recommender"
+    explicit = TrainModelOperator(task_id="train", model_type="popularity", data_source="synthetic", experiment_name="mine")
+    assert explicit.experiment_name == "mine"
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME")
+    assert TrainModelOperator(task_id="train", model_type="popularity", data_source="synthetic").experiment_name == "movie_recommendation"
