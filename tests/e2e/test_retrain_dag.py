@@ -50,7 +50,8 @@ def test_first_run_auto_approves_and_promotes_v1(retrain_dag, mlflow_connection,
     real_load = data_sources.load_training_data
     # A spy, not a fake: every read goes to the real loader and is counted.
     monkeypatch.setattr(data_sources, "load_training_data", lambda source: reads.append(source) or real_load(source))
-    succeeded, states = run(retrain_dag)
+    # "42" renders as a number under native rendering: the note must still land as text.
+    succeeded, states = run(retrain_dag, submission_notes="42")
     assert succeeded, states
     # The run read its source once (train); log evaluated the snapshot train kept.
     assert reads == [SMALL_DATA]
@@ -67,6 +68,9 @@ def test_first_run_auto_approves_and_promotes_v1(retrain_dag, mlflow_connection,
     assert {"accuracy", "precision", "recall", "f1_score", "roc_auc"} <= set(run_data.metrics)
     assert run_data.params["dataset_fingerprint"] == tags[lc.DATA_FINGERPRINT]
     assert run_data.tags[SNAPSHOT_PATH_TAG] == SNAPSHOT_ARTIFACT_DIR
+    assert tags[lc.SUBMISSION_NOTES] == "42" and v1.description.endswith("\n\nSubmitter's note: 42")
+    assert (run_data.tags["project"], run_data.tags["stage"]) == ("mlops-movie-recommendation", "development")
+    assert mlflow_client.get_run(v1.run_id).info.run_name.startswith("hist_gradient_boosting@")
     kept = {a.path for a in mlflow_client.list_artifacts(v1.run_id, SNAPSHOT_ARTIFACT_DIR)}
     assert f"{SNAPSHOT_ARTIFACT_DIR}/ratings.parquet" in kept
 
