@@ -41,7 +41,9 @@ from bench.timing import load_average, machine, median, positive_int, project_en
 
 DAG_ID = "movie_recommender_retrain"
 MODEL_NAME = "movie_recommender"
-EXPERIMENT_NAME = "movie_recommendation"  # the DAG's experiment
+from include.recommender.run_tags import configured_experiment_name  # noqa: E402
+
+EXPERIMENT_NAME = configured_experiment_name()  # the DAG's experiment (MLFLOW_EXPERIMENT_NAME)
 # Fixed so both sides train on the same snapshot whatever the day (after the synthetic data's end).
 CUTOFF = "2026-01-01T00:00:00+00:00"
 STEPS = ["train", "log", "register", "validate", "approve", "review_in_airflow", "wait_for_approval", "promote"]
