@@ -8,14 +8,14 @@ command that restores the audited state. Nothing is changed: restoring is a pers
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
 from mlflow_governance.audit import AUDIT_CONN_ID, audit_log
-from mlflow_governance.hooks import GOVERNANCE_CONN_ID, MlflowHook, runs_as_connection_identity
+from mlflow_governance.common import GOVERNANCE_CONN_ID, GovernanceStepMixin
+from mlflow_governance.hooks import runs_as_connection_identity
 
 __all__ = ["VerifyAuditTrailOperator", "drift_report", "is_enabled"]
 
@@ -36,7 +36,7 @@ def drift_report(model_name: str, found: Sequence[Any]) -> str:
     return "\n".join(lines)
 
 
-class VerifyAuditTrailOperator(BaseOperator):
+class VerifyAuditTrailOperator(GovernanceStepMixin, BaseOperator):
     """Fail when the registry differs from the audit trail for ``model_name``; return the check's result.
 
     :param model_name: registered model name.
@@ -63,10 +63,6 @@ class VerifyAuditTrailOperator(BaseOperator):
         self.check_drift = check_drift
         self.mlflow_conn_id = mlflow_conn_id
         self.audit_conn_id = audit_conn_id
-
-    @cached_property
-    def hook(self) -> MlflowHook:
-        return MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
 
     @runs_as_connection_identity
     def execute(self, context: Context) -> dict[str, Any]:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
-from mlflow_governance.audit import AUDIT_CONN_ID, audit_context, audit_trail
-from mlflow_governance.common import GOVERNANCE_CONN_ID, load_policy
-from mlflow_governance.hooks import MlflowHook, runs_as_connection_identity
+from mlflow_governance.audit import AUDIT_CONN_ID
+from mlflow_governance.common import GOVERNANCE_CONN_ID, GovernanceStepMixin, load_policy
+from mlflow_governance.hooks import runs_as_connection_identity
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +27,7 @@ def parse_keep(value: Any) -> int:
     return keep
 
 
-class ApplyRetentionOperator(BaseOperator):
+class ApplyRetentionOperator(GovernanceStepMixin, BaseOperator):
     """Delete the archived versions of a model older than the last ``keep``, one by one, through
     the guarded delete step (audited with their evidence; never a version holding a governance
     alias or awaiting a decision: those the guard refuses are logged and kept, the task succeeds).
@@ -60,10 +59,6 @@ class ApplyRetentionOperator(BaseOperator):
         self.mlflow_conn_id = mlflow_conn_id
         self.audit_conn_id = audit_conn_id
 
-    @cached_property
-    def hook(self) -> MlflowHook:
-        return MlflowHook(mlflow_conn_id=self.mlflow_conn_id)
-
     @runs_as_connection_identity
     def execute(self, context: Context) -> dict[str, Any]:
         from include.governance.names import InvalidName
@@ -79,7 +74,7 @@ class ApplyRetentionOperator(BaseOperator):
         if str(self.dry_run).strip().lower() in ("true", "1", "yes"):
             return {**plan.as_dict(), "dry_run": True}
         policy = load_policy(self.policy_path, None)
-        trail, actor = audit_trail(client, self.audit_conn_id), audit_context(context, self.task_id)
+        trail, actor = self.step_args(client, context)
         result = apply_retention(client, policy, trail, actor, plan)
         for version, why in result.refused.items():
             log.warning("kept v%s: %s", version, why)
