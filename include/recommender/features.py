@@ -169,16 +169,7 @@ class FeatureTables:
         u_count = np.bincount(u, minlength=n_users).astype(np.float64)
         m_count = np.bincount(m, minlength=n_movies).astype(np.float64)
 
-        # Regularised baseline biases (rating ~ mu + b_user + b_movie), alternating updates.
-        b_user = np.zeros(n_users)
-        b_movie = np.zeros(n_movies)
-        for _ in range(BIAS_PASSES):
-            b_movie = _group_sum(m, rating - mu - b_user[u], n_movies) / (
-                m_count + MOVIE_PRIOR_COUNT
-            )
-            b_user = _group_sum(u, rating - mu - b_movie[m], n_users) / (
-                u_count + USER_PRIOR_COUNT
-            )
+        b_user, b_movie = _baseline_biases(u, m, rating, mu, u_count, m_count)
 
         user_values = np.column_stack(
             [
@@ -199,25 +190,9 @@ class FeatureTables:
             ]
         )
 
-        # User taste per genre: mean residual against the baseline, and share of high ratings,
-        # each smoothed towards "no preference" (0 residual, the user's own high share).
         genres = _GenreIndex.build(movies)
-        n_genres = max(len(genres.names), 1)
-        rows, genre_codes = genres.expand(items)
         residual = rating - mu - b_user[u] - b_movie[m]
-        keys = u[rows] * n_genres + genre_codes
-        ug_keys, ug_inverse = np.unique(keys, return_inverse=True)
-        ug_count = np.bincount(ug_inverse).astype(np.float64)
-        ug_affinity = _smoothed(
-            np.bincount(ug_inverse, weights=residual[rows]), ug_count, 0.0, GENRE_PRIOR_COUNT
-        )
-        user_high = user_values[:, 2]
-        ug_high = _smoothed(
-            np.bincount(ug_inverse, weights=high[rows]),
-            ug_count,
-            user_high[ug_keys // n_genres],
-            GENRE_PRIOR_COUNT,
-        )
+        ug_keys, ug_affinity, ug_high = _genre_taste(genres, items, u, residual, high, user_values[:, 2])
         return cls(
             global_mean=mu,
             global_high_share=high_prior,
@@ -315,3 +290,39 @@ def out_of_fold_features(
         tables = FeatureTables.fit(ratings[~held], movies)
         out[held] = tables.transform(ratings[held]).to_numpy()
     return pd.DataFrame(out, columns=list(FEATURE_NAMES))
+
+
+def _baseline_biases(
+    u: np.ndarray, m: np.ndarray, rating: np.ndarray, mu: float, u_count: np.ndarray, m_count: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Regularised baseline biases (rating ~ mu + b_user + b_movie), by alternating updates."""
+    b_user = np.zeros(len(u_count))
+    b_movie = np.zeros(len(m_count))
+    for _ in range(BIAS_PASSES):
+        b_movie = _group_sum(m, rating - mu - b_user[u], len(m_count)) / (m_count + MOVIE_PRIOR_COUNT)
+        b_user = _group_sum(u, rating - mu - b_movie[m], len(u_count)) / (u_count + USER_PRIOR_COUNT)
+    return b_user, b_movie
+
+
+def _genre_taste(
+    genres: "_GenreIndex",
+    items: np.ndarray,
+    u: np.ndarray,
+    residual: np.ndarray,
+    high: np.ndarray,
+    user_high: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """User taste per genre: (user*genre keys, mean residual, share of high ratings).
+
+    Each is smoothed towards "no preference": 0 residual, and the user's own high share.
+    """
+    n_genres = max(len(genres.names), 1)
+    rows, genre_codes = genres.expand(items)
+    keys = u[rows] * n_genres + genre_codes
+    ug_keys, ug_inverse = np.unique(keys, return_inverse=True)
+    ug_count = np.bincount(ug_inverse).astype(np.float64)
+    ug_affinity = _smoothed(np.bincount(ug_inverse, weights=residual[rows]), ug_count, 0.0, GENRE_PRIOR_COUNT)
+    ug_high = _smoothed(
+        np.bincount(ug_inverse, weights=high[rows]), ug_count, user_high[ug_keys // n_genres], GENRE_PRIOR_COUNT
+    )
+    return ug_keys, ug_affinity, ug_high
