@@ -78,7 +78,7 @@ class ModelVersionApprovalTrigger(BaseTrigger):
             try:
                 status = await asyncio.to_thread(self._approval_status, client)
             except Exception as exc:  # noqa: BLE001 - as above
-                yield self._event("error", message=f"cannot read {self.model_name} v{self.version}: {exc}")
+                yield self._event("error", message=_read_error(exc, f"{self.model_name} v{self.version}"))
                 return
             if status not in WAITING_STATUSES:
                 yield self._event("decided", approval_status=status)
@@ -100,9 +100,19 @@ class ModelVersionApprovalTrigger(BaseTrigger):
         return await sync_to_async(MlflowHook(mlflow_conn_id=self.mlflow_conn_id).get_conn)()
 
     def _approval_status(self, client: Any) -> str | None:
-        tags = client.get_model_version(self.model_name, self.version).tags
+        from include.governance.registry import require_version
+
+        # VersionNotFound names the version ("... v99 does not exist"): the message the task fails with.
+        tags = require_version(client, self.model_name, self.version).tags
         status = tags.get(lc.APPROVAL_STATUS)
         return status.strip().lower() if isinstance(status, str) else status
 
     def _event(self, status: str, **details: Any) -> TriggerEvent:
         return TriggerEvent({"status": status, "deadline": self.deadline, **details})
+
+
+def _read_error(exc: Exception, what: str) -> str:
+    """The error event's message: a missing version as such, any other failure as a failed read."""
+    from include.governance.registry import VersionNotFound
+
+    return str(exc) if isinstance(exc, VersionNotFound) else f"cannot read {what}: {exc}"
