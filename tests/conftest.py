@@ -91,10 +91,16 @@ def mlflow_client(mlflow_store):
 
 
 @pytest.fixture
-def mlflow_connection(mlflow_store, monkeypatch) -> dict[str, str]:
-    """Point the Airflow connection ``mlflow_default`` at the test's MLflow store."""
+def mlflow_connection(mlflow_store, tmp_path: Path, monkeypatch) -> dict[str, str]:
+    """Point the Airflow connection ``mlflow_default`` at the test's MLflow store.
+
+    The audit trail goes with it (unless the test chose one): an audit table shared by every test
+    would hold other stores' events for the same model names, which the drift check rightly reports.
+    """
     import json
 
+    if "MOVIE_RECOMMENDER_AUDIT_DB" not in os.environ:
+        monkeypatch.setenv("MOVIE_RECOMMENDER_AUDIT_DB", str(tmp_path / "governance_audit.db"))
     monkeypatch.setenv(
         "AIRFLOW_CONN_MLFLOW_DEFAULT",
         json.dumps(
