@@ -137,6 +137,13 @@ _AT_LEAST_ONE = ("latency_probe_rows", "latency_probe_runs", "monitor_window_day
 _SECTIONS = {"validation": ValidationPolicy, "approval": ApprovalPolicy, "monitoring": MonitoringPolicy}
 
 
+# Thresholds on metrics that are fractions (accuracy, precision, ...): 7 is a typo, not a bar.
+_FRACTIONS = frozenset({
+    "min_accuracy", "min_precision", "min_recall", "min_data_quality_score", "max_degradation_vs_champion",
+    "auto_approve_min_improvement", "auto_approve_max_degradation", "monitor_max_drift",
+})
+
+
 def _build(cls: type, values: Mapping[str, Any], where: str):
     """Build a policy section from a mapping, checking each key and coercing its type."""
     if not isinstance(values, Mapping):
@@ -146,6 +153,11 @@ def _build(cls: type, values: Mapping[str, Any], where: str):
     if unknown:
         raise PolicyError(f"{where}: unknown key(s) {sorted(unknown, key=str)}")
     coerced = {name: _coerce(name, known[name].type, value, where) for name, value in values.items()}
+    over_one = [name for name in _FRACTIONS if coerced.get(name, 0) > 1]
+    if over_one:
+        raise PolicyError(
+            f"{where}: {over_one[0]}={coerced[over_one[0]]!r} is a fraction of the metric's range and must be between 0 and 1"
+        )
     zero = [name for name in _AT_LEAST_ONE if coerced.get(name, 1) < 1]
     if zero:
         raise PolicyError(f"{where}: {zero[0]}={coerced[zero[0]]!r} must be at least 1")

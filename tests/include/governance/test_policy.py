@@ -29,6 +29,8 @@ def test_overrides_replace_values_and_are_recorded():
         ({"min_accuracy": "high"}, "min_accuracy='high'"),
         ({"min_accuracy": float("nan")}, "min_accuracy=nan"),
         ({"min_accuracy": -0.1}, "min_accuracy=-0.1"),
+        ({"min_accuracy": 7}, "min_accuracy=7.0 is a fraction"),
+        ({"monitor_max_drift": 1.5}, "monitor_max_drift=1.5 is a fraction"),
         ({"mode": "sometimes"}, "mode 'sometimes'"),
         ({"approvers": "bob"}, "approvers='bob'"),
         ({"require_distinct_approver": "no"}, "require_distinct_approver='no'"),
@@ -46,3 +48,8 @@ def test_bad_policy_file_names_the_file(tmp_path):
         GovernancePolicy.load(path)
     with pytest.raises(PolicyError, match="does not exist"):
         GovernancePolicy.load(tmp_path / "missing.yaml")
+
+
+def test_a_fraction_of_exactly_one_is_allowed():
+    """1.0 is a bar no model passes, but a valid one (e.g. to hold every version for review)."""
+    assert GovernancePolicy.load().with_overrides({"min_accuracy": 1}).validation.min_accuracy == 1.0
