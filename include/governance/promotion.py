@@ -12,17 +12,13 @@ from include.governance.approval import read_record, reviewer_problem
 from include.governance.candidate import staleness_problem
 from include.governance.lifecycle import ApprovalStatus
 from include.governance.policy import ApprovalPolicy
-from include.governance.registry import ReadBackError, get_aliases, read_back_alias, require_version, set_alias, set_tags
+from include.governance.registry import get_aliases, read_back_alias, require_version, set_alias, set_tags
 
 log = logging.getLogger(__name__)
 
 
 class PromotionRefused(RuntimeError):
     """The version may not become champion; the champion was not touched."""
-
-
-# The read-back failure after moving @champion: the registry's one type (old name kept).
-PromotionError = ReadBackError
 
 
 @dataclass(frozen=True)
@@ -70,7 +66,7 @@ def promote(client: MlflowClient, model_name: str, version: str | int, policy: A
     Idempotent: promoting the current champion again changes nothing and confirms it.
 
     :raises PromotionRefused: not validated, not approved, approver not allowed, or stale.
-    :raises PromotionError: the alias did not read back as expected.
+    :raises ReadBackError: the alias did not read back as expected.
     """
     version = str(version)
     where = f"{model_name} v{version}"

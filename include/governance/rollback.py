@@ -19,8 +19,7 @@ from mlflow import MlflowClient
 from include.governance import lifecycle as lc
 from include.governance.audit import AuditContext, AuditEvent, EventType, make_event
 from include.governance.lifecycle import ApprovalStatus
-from include.governance.registry import (  # noqa: F401 - VersionNotFound re-exported for older imports
-    VersionNotFound,
+from include.governance.registry import (
     get_aliases,
     model_artifact_problem,
     read_back_alias,
@@ -78,10 +77,6 @@ class RollbackResult:
         }
 
 
-# One way to fetch a version: the registry's (kept under this name for older imports).
-fetch_version = require_version
-
-
 def eligibility_problem(mv) -> str | None:
     """Why a version may not serve again, from its tags alone, or None."""
     tags = mv.tags
@@ -118,7 +113,7 @@ def plan_rollback(client: MlflowClient, model_name: str, to_version: str | int |
             )
     else:
         target = str(to_version)
-    mv = fetch_version(client, model_name, target)
+    mv = require_version(client, model_name, target)
     if current is None:
         raise RollbackRefused(f"{model_name} has no @{lc.CHAMPION}: there is nothing to roll back")
     if current == target:
@@ -154,7 +149,7 @@ def execute_rollback(
     if not reason or not reason.strip():
         raise RollbackRefused("a rollback needs a reason")
     model_name, target, planned = plan.model_name, plan.target, plan.current_champion
-    mv = fetch_version(client, model_name, target)
+    mv = require_version(client, model_name, target)
     current = get_aliases(client, model_name).get(lc.CHAMPION)
     if current == target and mv.tags.get(ROLLED_BACK_FROM) == planned:
         log.info("%s v%s is already @%s (rolled back from v%s); nothing to change", model_name, target, lc.CHAMPION, planned)
@@ -214,8 +209,8 @@ def rollback_events(client: MlflowClient, result: RollbackResult, context: Audit
 
     :param context: who and where; the actor is the one recorded on the version.
     """
-    restored = fetch_version(client, result.model_name, result.champion)
-    replaced = fetch_version(client, result.model_name, result.rolled_back_from)
+    restored = require_version(client, result.model_name, result.champion)
+    replaced = require_version(client, result.model_name, result.rolled_back_from)
     actor = restored.tags.get(ROLLED_BACK_BY) or context.actor
     reason = restored.tags.get(ROLLBACK_REASON)
     stamp = result.rolled_back_at or restored.tags.get(ROLLBACK_TIMESTAMP)

@@ -10,11 +10,11 @@ from include.governance.audit import AuditContext, AuditLog, AuditTrail, EventTy
 from include.governance.policy import GovernancePolicy
 from include.governance.promotion import promote
 from include.governance.registry import get_aliases
+from include.governance.registry import VersionNotFound
 from include.governance.rollback import (
     ROLLED_BACK_BY,
     ROLLED_BACK_FROM,
     RollbackRefused,
-    VersionNotFound,
     execute_rollback,
     plan_rollback,
     rollback,
