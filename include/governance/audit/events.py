@@ -1,7 +1,7 @@
 """Governance events: what one audit row says, and how a step's registry state becomes events.
 
 Every event (registered, validated, approval_requested, approved, rejected, approval_refused,
-expired, promoted, archived, rolled_back, deleted, described) is one row: who, when (UTC), which model version, the
+expired, promoted, archived, rolled_back, deleted, described, out_of_band_change) is one row: who, when (UTC), which model version, the
 alias move, the reason, the Airflow DAG run, and the metrics that decided it. Nothing here talks
 to a database or to MLflow: the builders read a ModelVersion a step left behind.
 
@@ -39,6 +39,9 @@ class EventType(str, Enum):
     DELETED = "deleted"
     # A version's or a registered model's description set (a model-level row has version "").
     DESCRIBED = "described"
+    # A registry change no step of the project made (an alias moved, a governance tag set by
+    # hand), reported by an MLflow webhook; details say what changed.
+    OUT_OF_BAND_CHANGE = "out_of_band_change"
 
 
 # Events that put a version in @champion: the champion's succession.
