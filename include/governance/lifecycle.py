@@ -63,6 +63,29 @@ ROLLBACK_REASON = "rollback_reason"
 ROLLBACK_TIMESTAMP = "rollback_timestamp"
 ROLLED_BACK_FROM_VERSION = "rolled_back_from_version"
 
+# Serving figures (the model server's /metrics, recorded on each served version by the serving
+# figures task): tag serving_<variant>_<figure>, e.g. serving_canary_requests, cumulative over
+# every server start since the version was first served in that variant.
+SERVING_TAG_PREFIX = "serving_"
+SERVING_VARIANTS = ("champion", "canary", "shadow")
+SERVING_FIGURES = ("requests", "errors", "error_rate", "p50_ms", "p95_ms")
+# The share of the model's champion + canary requests the version answered as canary.
+SERVING_CANARY_SHARE = "serving_canary_share"
+SERVING_RECORDED_AT = "serving_recorded_at"
+# The version's serving run (experiment SERVING_EXPERIMENT), where the figures' history is.
+SERVING_RUN_ID = "serving_run_id"
+SERVING_EXPERIMENT = "movie_recommender_serving"
+
+
+def serving_tag(variant: str, figure: str) -> str:
+    """The tag of one serving figure of one variant, e.g. ``serving_canary_p95_ms``."""
+    if variant not in SERVING_VARIANTS or figure not in SERVING_FIGURES:
+        raise ValueError(
+            f"unknown serving figure {variant!r}/{figure!r} (variants {SERVING_VARIANTS}, figures {SERVING_FIGURES})"
+        )
+    return f"{SERVING_TAG_PREFIX}{variant}_{figure}"
+
+
 # The holdout metrics a version is judged on, logged by the log step, tagged by validation,
 # charted, compared by the monitor and listed by the CLI: all fractions in [0, 1].
 EVIDENCE_METRICS = ("accuracy", "precision", "recall", "f1_score", "roc_auc")
