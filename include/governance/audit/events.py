@@ -1,7 +1,8 @@
 """Governance events: what one audit row says, and how a step's registry state becomes events.
 
 Every event (registered, validated, approval_requested, approved, rejected, approval_refused,
-expired, promoted, archived, rolled_back, deleted, described, out_of_band_change) is one row: who, when (UTC), which model version, the
+expired, promoted, archived, rolled_back, deleted, described, out_of_band_change,
+serving_load_failed) is one row: who, when (UTC), which model version, the
 alias move, the reason, the Airflow DAG run, and the metrics that decided it. Nothing here talks
 to a database or to MLflow: the builders read a ModelVersion a step left behind.
 
@@ -42,6 +43,9 @@ class EventType(str, Enum):
     # A registry change no step of the project made (an alias moved, a governance tag set by
     # hand), reported by an MLflow webhook; details say what changed.
     OUT_OF_BAND_CHANGE = "out_of_band_change"
+    # The model server could not load a version an alias named, or the version failed its input
+    # example, so the server kept serving the version it had (include/serving).
+    SERVING_LOAD_FAILED = "serving_load_failed"
 
 
 # Events that put a version in @champion: the champion's succession.
