@@ -2,7 +2,7 @@
 
 Every event (registered, validated, approval_requested, approved, rejected, approval_refused,
 expired, promoted, archived, rolled_back, deleted, described, out_of_band_change,
-serving_load_failed) is one row: who, when (UTC), which model version, the
+serving_load_failed, retrain_triggered, notification_failed) is one row: who, when (UTC), which model version, the
 alias move, the reason, the Airflow DAG run, and the metrics that decided it. Nothing here talks
 to a database or to MLflow: the builders read a ModelVersion a step left behind.
 
@@ -46,6 +46,10 @@ class EventType(str, Enum):
     # The model server could not load a version an alias named, or the version failed its input
     # example, so the server kept serving the version it had (include/serving).
     SERVING_LOAD_FAILED = "serving_load_failed"
+    # The champion monitor found @champion degraded and started the retrain DAG.
+    RETRAIN_TRIGGERED = "retrain_triggered"
+    # A notification channel failed to deliver an event's message (include/governance/notifications).
+    NOTIFICATION_FAILED = "notification_failed"
 
 
 # Events that put a version in @champion: the champion's succession.
@@ -363,3 +367,52 @@ def promotion_events(mv: Any, old: Any | None, context: AuditContext, *, promote
         )
     return events
 
+
+
+def retrain_triggered_event(
+    model_name: str, version: str, context: AuditContext, *, reason: str, retrain_dag_id: str, retrain_run_id: str
+) -> AuditEvent:
+    """The monitor started a retrain of a degraded champion; one row per triggered run.
+
+    :param version: the champion that degraded.
+    :param retrain_run_id: the run it started (a retried trigger names the same run).
+    """
+    return AuditEvent(
+        event=EventType.RETRAIN_TRIGGERED,
+        model_name=model_name,
+        version=str(version),
+        actor=POLICY_ACTOR,
+        occurred_at=datetime.now(timezone.utc),
+        source=context.source,
+        reason=reason,
+        dag_id=context.dag_id,
+        dag_run_id=context.dag_run_id,
+        task_id=context.task_id,
+        details={"retrain_dag_id": retrain_dag_id, "retrain_run_id": retrain_run_id},
+        dedup_key=f"{EventType.RETRAIN_TRIGGERED.value}/{model_name}/{version}/{retrain_dag_id}/{retrain_run_id}",
+    )
+
+
+def notification_failed_event(event: AuditEvent, *, channel: str, channel_type: str, error: str) -> AuditEvent:
+    """A channel could not deliver ``event``'s message; keyed by the event and the channel.
+
+    An event without a dedup key yields a row per failure; keyed events one per channel, so a
+    retried step whose notification fails again writes nothing new.
+    """
+    key = f"{EventType.NOTIFICATION_FAILED.value}/{channel}/{event.dedup_key}" if event.dedup_key else None
+    return AuditEvent(
+        event=EventType.NOTIFICATION_FAILED,
+        model_name=event.model_name,
+        version=event.version,
+        actor=event.actor,
+        occurred_at=datetime.now(timezone.utc),
+        source=event.source,
+        run_id=event.run_id,
+        reason=f"{channel_type} channel {channel!r} failed to deliver {event.event.value}: {error}"[:4000],
+        dag_id=event.dag_id,
+        dag_run_id=event.dag_run_id,
+        task_id=event.task_id,
+        details={"channel": channel, "channel_type": channel_type, "error": error[:2000],
+                 "notified_event": event.event.value, "notified_dedup_key": event.dedup_key},
+        dedup_key=key[:512] if key else None,
+    )
