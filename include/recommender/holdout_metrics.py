@@ -183,7 +183,9 @@ def oracle_ranking_metrics(
     users = protocol.users(holdout)
     n_movies = len(catalog.movie_ids)
     recommendations = rank_catalog(
-        catalog, users, k, oracle.watch_and_like_score, protocol.chunk_size(catalog)
+        catalog, users, k, oracle.watch_and_like_score, protocol.chunk_size(catalog),
+        # An oracle without the grid form (a stand-in) is scored pair by pair.
+        grid_score=getattr(oracle, "watch_and_like_grid", None),
     )
     ranked = holdout[holdout["userId"].isin(users)]
     relevant = relevant_pairs(ranked)

@@ -47,6 +47,8 @@ _FIRST_BLOCK = 512
 PairProbability = Callable[[np.ndarray, np.ndarray], np.ndarray]
 # (userIds, movieIds) -> any finite score per pair, higher = recommended first.
 PairScore = Callable[[np.ndarray, np.ndarray], np.ndarray]
+# (distinct userIds, movieIds) -> (users x movies) scores: every pair of the two lists at once.
+GridScore = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def positive_int(value: object, name: str) -> int:
@@ -183,10 +185,32 @@ def top_k_positions(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]
     scores = np.asarray(scores, dtype=np.float64)
     if np.isnan(scores).any():
         raise ValueError(f"scores hold {int(np.isnan(scores).sum())} NaN value(s)")
-    # A stable sort of the negated scores keeps equal scores in column (= movieId) order.
-    positions = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    width = min(k, scores.shape[1])
+    if width == scores.shape[1] or scores.shape[0] == 0:
+        # A stable sort of the negated scores keeps equal scores in column (= movieId) order.
+        positions = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    else:
+        positions = _top_k_by_partition(scores, width)
     valid = np.isfinite(np.take_along_axis(scores, positions, axis=1))
     return positions, valid
+
+
+def _top_k_by_partition(scores: np.ndarray, width: int) -> np.ndarray:
+    """The stable sort's first ``width`` columns, sorting only the entries that can be in them.
+
+    Every entry at least the row's width-th largest score is a contender (ties included, so the
+    lower column still wins a tie); sorting those few by (row, score down, column) and keeping
+    each row's first ``width`` gives exactly what a stable argsort of the whole row gives.
+    """
+    threshold = -np.partition(-scores, width - 1, axis=1)[:, width - 1]
+    rows, cols = np.nonzero(scores >= threshold[:, None])
+    order = np.lexsort((cols, -scores[rows, cols], rows))
+    rows, cols = rows[order], cols[order]
+    rank = np.arange(len(rows)) - np.searchsorted(rows, rows, side="left")
+    keep = rank < width
+    positions = np.empty((scores.shape[0], width), dtype=np.int64)
+    positions[rows[keep], rank[keep]] = cols[keep]
+    return positions
 
 
 def recommend(
@@ -248,6 +272,7 @@ def rank_catalog(
     k: int,
     pair_score: PairScore,
     users_per_chunk: int | None = None,
+    grid_score: GridScore | None = None,
 ) -> pd.DataFrame:
     """Top-k unseen movies per user by pair_score over the whole catalog, chunk by chunk of users.
 
@@ -259,6 +284,8 @@ def rank_catalog(
     :param pair_score: (userIds, movieIds) -> finite score per pair.
     :param users_per_chunk: users scored at once (memory ~ this x catalog size); None: the
         default_users_per_chunk. The lists do not depend on it.
+    :param grid_score: the same scores as pair_score, a chunk's users x the catalog in one call
+        (e.g. by matrix products); used instead of pair_score when given.
     :return: userId, movieId, rank (1 = best).
     """
     k = check_k(k)
@@ -269,9 +296,12 @@ def rank_catalog(
     frames = [pd.DataFrame({"userId": empty, "movieId": empty, "rank": empty})]
     for start in range(0, len(user_ids), rows_per_chunk):
         chunk = user_ids[start : start + rows_per_chunk]
-        scores = _pair_scores(
-            pair_score, np.repeat(chunk, len(movie_ids)), np.tile(movie_ids, len(chunk))
-        ).reshape(len(chunk), len(movie_ids))
+        if grid_score is not None:
+            scores = np.array(grid_score(chunk, movie_ids), dtype=np.float64).reshape(len(chunk), len(movie_ids))
+        else:
+            scores = _pair_scores(
+                pair_score, np.repeat(chunk, len(movie_ids)), np.tile(movie_ids, len(chunk))
+            ).reshape(len(chunk), len(movie_ids))
         scores[catalog.seen_mask(chunk)] = -np.inf
         positions, valid = top_k_positions(scores, k)
         row, slot = np.nonzero(valid)

@@ -202,6 +202,18 @@ def test_oracle_watch_and_like_score_ranks_the_movies_users_rated_high(default_d
     assert np.all(scores > 0)
 
 
+def test_oracle_watch_and_like_grid_equals_the_pairwise_score(default_data):
+    # The grid (matrix products) is what ranking the catalog uses; it must rank as the pairs do.
+    oracle, movies = default_data.oracle, default_data.movies["movieId"].to_numpy()
+    users = np.array([1, 2, 17, 305, 610])
+    pairwise = oracle.watch_and_like_score(np.repeat(users, len(movies)), np.tile(movies, len(users)))
+    grid = oracle.watch_and_like_grid(users, movies)
+    assert grid.shape == (len(users), len(movies))
+    np.testing.assert_allclose(grid, pairwise.reshape(len(users), -1), rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match="unknown movie"):
+        oracle.watch_and_like_grid(users, np.array([movies.max() + 1]))
+
+
 def test_oracle_without_popularity_weights_refuses_watch_and_like_score(default_data):
     bare = dataclasses.replace(default_data.oracle, movie_log_popularity=None, user_focus=None)
     with pytest.raises(ValueError, match="popularity weights"):
