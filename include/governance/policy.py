@@ -61,6 +61,13 @@ class ApprovalPolicy:
     require_distinct_approver: bool = True
     approvers: tuple[str, ...] = ()
     timeout_hours: float = 24.0
+    # On: a challenger's approval counts only with canary evidence on it (the serving figures
+    # task's serving_canary_* tags): at least canary_min_requests answered as canary, an error
+    # rate and a p95 latency within the limits. A first model (no champion) needs none.
+    require_canary_evidence: bool = False
+    canary_min_requests: int = 500
+    canary_max_error_rate: float = 0.01
+    canary_max_p95_ms: float = 50.0
 
 
 @dataclass(frozen=True)
@@ -132,7 +139,7 @@ class GovernancePolicy:
 
 
 # Counts that make no sense below one (a probe of zero rows, a window of zero days).
-_AT_LEAST_ONE = ("latency_probe_rows", "latency_probe_runs", "monitor_window_days")
+_AT_LEAST_ONE = ("latency_probe_rows", "latency_probe_runs", "monitor_window_days", "canary_min_requests")
 # Section name in the YAML file (and attribute of GovernancePolicy) -> its dataclass.
 _SECTIONS = {"validation": ValidationPolicy, "approval": ApprovalPolicy, "monitoring": MonitoringPolicy}
 
@@ -140,7 +147,7 @@ _SECTIONS = {"validation": ValidationPolicy, "approval": ApprovalPolicy, "monito
 # Thresholds on metrics that are fractions (accuracy, precision, ...): 7 is a typo, not a bar.
 _FRACTIONS = frozenset({
     "min_accuracy", "min_precision", "min_recall", "min_data_quality_score", "max_degradation_vs_champion",
-    "auto_approve_min_improvement", "auto_approve_max_degradation", "monitor_max_drift",
+    "auto_approve_min_improvement", "auto_approve_max_degradation", "monitor_max_drift", "canary_max_error_rate",
 })
 
 
