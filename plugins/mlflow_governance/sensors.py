@@ -31,7 +31,9 @@ class ModelVersionApprovalSensor(GovernanceStepMixin, BaseSensorOperator):
     With ``deferrable=True`` it waits in the triggerer instead (``ModelVersionApprovalTrigger``
     reads the tag every ``poke_interval``): no worker slot either, and no worker process started
     per check, so a short interval costs little; the decision is then judged by the same
-    ``poke`` in a worker. Every MLflow call runs as ``mlflow_conn_id``'s account.
+    ``poke`` in a worker. With MLflow webhooks on (``MOVIE_RECOMMENDER_MLFLOW_WEBHOOKS=on``) the
+    trigger wakes when a delivery about the version arrives and reads MLflow only every
+    ``MOVIE_RECOMMENDER_WEBHOOK_SAFETY_NET_SECONDS`` (600) besides; reschedule mode is not woken. Every MLflow call runs as ``mlflow_conn_id``'s account.
 
     A person's decision it sees is appended to the audit trail as ``approved`` or ``rejected``
     (attributed to the reviewer; one row even when the CLI already recorded it), and an expiry
@@ -111,15 +113,21 @@ class ModelVersionApprovalSensor(GovernanceStepMixin, BaseSensorOperator):
         if time.time() >= deadline:
             self._expire(context)
             raise AirflowSensorTimeout(f"{self.model_name} v{self.version}: no decision within {self.timeout:g} s")
-        from mlflow_governance.triggers import ModelVersionApprovalTrigger
+        from mlflow_governance.triggers import ModelVersionApprovalTrigger, approval_wait
 
+        try:
+            poll_interval, wake_check_interval = approval_wait(self.poke_interval)
+        except ValueError as exc:
+            raise AirflowFailException(str(exc)) from exc
         self.defer(
             trigger=ModelVersionApprovalTrigger(
                 model_name=self.model_name,
                 version=str(self.version),
                 deadline=deadline,
-                poll_interval=self.poke_interval,
+                poll_interval=poll_interval,
                 mlflow_conn_id=self.mlflow_conn_id,
+                wake_check_interval=wake_check_interval,
+                audit_conn_id=self.audit_conn_id,
             ),
             method_name="execute_complete",
         )
