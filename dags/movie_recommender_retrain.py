@@ -45,7 +45,7 @@ from mlflow_governance.operators import (
     ValidateModelVersionOperator,
 )
 from mlflow_governance.sensors import ModelVersionApprovalSensor
-from mlflow_governance.training import EvaluateModelOperator, TrainModelOperator
+from mlflow_governance.training import DEFAULT_RANKING_USER_SAMPLE, EvaluateModelOperator, TrainModelOperator
 
 # Read at parse time from the environment only (no DB, no network): deployment-level knobs.
 SCHEDULE = os.environ.get("MOVIE_RECOMMENDER_SCHEDULE", "@weekly")
@@ -81,6 +81,11 @@ PARAMS = {
                          description="Train on ratings before this instant instead of the data interval end."),
     "holdout_fraction": Param(0.2, type="number", minimum=0.05, maximum=0.5,
                               description="Share of the most recent ratings held out for evaluation."),
+    "ranking_user_sample_size": Param(DEFAULT_RANKING_USER_SAMPLE, type="integer", minimum=1,
+                                      description="Ranking metrics rank a seeded sample of this many holdout "
+                                                  "users against the whole catalog (all of them when fewer; "
+                                                  "the default keeps every user of the default data). "
+                                                  "Recorded in the evaluation report."),
     "approval_mode": Param("auto", type="string", enum=["auto", "manual", "hitl"],
                            description="auto: the policy decides; manual: every version waits for a reviewer; "
                                        "hitl: manual, and the reviewer answers on Airflow's Required Actions page."),
@@ -147,6 +152,7 @@ def _training_steps() -> tuple[TrainModelOperator, EvaluateModelOperator]:
         data_fingerprint=trained["data_fingerprint"],
         cutoff=trained["cutoff"],
         holdout_fraction="{{ params.holdout_fraction }}",
+        ranking_user_sample_size="{{ params.ranking_user_sample_size }}",
         queue=TRAINING_QUEUE,
     )
     return train, evaluate

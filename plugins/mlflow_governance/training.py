@@ -24,7 +24,11 @@ from include.recommender.run_tags import configured_experiment_name
 from mlflow_governance.common import TRAINING_CONN_ID, load_policy
 from mlflow_governance.hooks import MlflowHook
 
-__all__ = ["EvaluateModelOperator", "TrainModelOperator", "training_cutoff"]
+__all__ = ["DEFAULT_RANKING_USER_SAMPLE", "EvaluateModelOperator", "TrainModelOperator", "ranking_user_sample", "training_cutoff"]
+
+# holdout_metrics.DEFAULT_RANKING_USERS, repeated here so DAG files need not import numpy to
+# parse (a test keeps the two equal): every holdout user of the default data, 10,000 at most.
+DEFAULT_RANKING_USER_SAMPLE = 10_000
 
 
 def training_cutoff(data_cutoff: str | None, data_interval_end: datetime | None) -> datetime | None:
@@ -45,6 +49,19 @@ def training_cutoff(data_cutoff: str | None, data_interval_end: datetime | None)
     if parsed.tzinfo is None:
         raise ValueError(f"data_cutoff {data_cutoff!r} needs a time zone (e.g. 2025-06-01T00:00:00+00:00)")
     return parsed
+
+
+def ranking_user_sample(value: Any) -> int | None:
+    """The ranking's user sample size as a positive int (None: the evaluation's default).
+
+    :param value: the rendered param: an int, or its decimal text; booleans are refused.
+    """
+    if value is None or value == "":
+        return None
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit() or int(text) < 1:
+        raise ValueError(f"ranking_user_sample_size must be a positive integer, got {value!r}")
+    return int(text)
 
 
 class _TrainingStepOperator(BaseOperator):
@@ -163,9 +180,11 @@ class EvaluateModelOperator(_TrainingStepOperator):
     :param data_fingerprint: the fingerprint training reported; the snapshot must hold exactly it.
     :param cutoff: the cutoff training used (ISO 8601, or None).
     :param holdout_fraction: the holdout fraction training used.
+    :param ranking_user_sample_size: rank a seeded sample of this many holdout users (all of
+        them when fewer); None: DEFAULT_RANKING_USER_SAMPLE. Recorded in the evaluation report.
     """
 
-    template_fields: Sequence[str] = ("run_id", "data_fingerprint", "cutoff", "holdout_fraction")
+    template_fields: Sequence[str] = ("run_id", "data_fingerprint", "cutoff", "holdout_fraction", "ranking_user_sample_size")
 
     def __init__(
         self,
@@ -174,6 +193,7 @@ class EvaluateModelOperator(_TrainingStepOperator):
         data_fingerprint: str,
         cutoff: str | None = None,
         holdout_fraction: float = 0.2,
+        ranking_user_sample_size: int | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -181,12 +201,19 @@ class EvaluateModelOperator(_TrainingStepOperator):
         self.data_fingerprint = data_fingerprint
         self.cutoff = cutoff
         self.holdout_fraction = holdout_fraction
+        self.ranking_user_sample_size = ranking_user_sample_size
 
     def execute(self, context: Context) -> dict[str, float]:
         from include.recommender.evaluation import evaluate_run_snapshot
+        from include.recommender.holdout_metrics import RankingProtocol
         from include.recommender.schema import DataValidationError
 
         cutoff = datetime.fromisoformat(self.cutoff) if self.cutoff else None
+        try:
+            sample = ranking_user_sample(self.ranking_user_sample_size)
+        except ValueError as exc:
+            raise AirflowFailException(str(exc)) from exc
+        protocol = RankingProtocol(user_sample_size=sample) if sample is not None else None
         try:
             with self.hook.identity():
                 metrics = evaluate_run_snapshot(
@@ -195,6 +222,7 @@ class EvaluateModelOperator(_TrainingStepOperator):
                     cutoff=cutoff,
                     holdout_fraction=self.holdout_fraction,
                     tracking_uri=self.hook.tracking_uri,
+                    ranking_protocol=protocol,
                 )
         except DataValidationError as exc:
             # A missing or altered snapshot stays so: retrying would evaluate nothing better.

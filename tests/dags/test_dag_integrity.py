@@ -124,6 +124,8 @@ def test_default_params_are_valid(retrain):
         ("holdout_fraction", 0.9),
         ("hyperparameters", "max_iter=3"),
         ("data_source", ""),
+        ("ranking_user_sample_size", 0),
+        ("ranking_user_sample_size", 2.5),
     ],
 )
 def test_invalid_params_are_refused_before_the_run(retrain, param, value):

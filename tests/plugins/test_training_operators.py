@@ -6,6 +6,7 @@ source directory is gone, and refuses a snapshot that is missing, altered or not
 
 from __future__ import annotations
 
+import json
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,10 +18,16 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from include.recommender.data_snapshot import RATINGS_FILE, SNAPSHOT_ARTIFACT_DIR
 from include.recommender.evaluation import METRIC_NAMES
+from include.recommender.holdout_metrics import DEFAULT_RANKING_USERS
 from include.recommender.loading import load_movielens
 from include.recommender.snapshot import fingerprint, ratings_before
 from include.recommender.synthetic import write_movielens
-from mlflow_governance.training import EvaluateModelOperator, TrainModelOperator, training_cutoff
+from mlflow_governance.training import (
+    DEFAULT_RANKING_USER_SAMPLE,
+    EvaluateModelOperator,
+    TrainModelOperator,
+    training_cutoff,
+)
 
 SOURCE = "synthetic:n_users=60,n_movies=200,n_ratings=3000,seed=17"
 INTERVAL_END = datetime(2025, 9, 1, tzinfo=timezone.utc)
@@ -50,6 +57,7 @@ def evaluate_op(trained: dict, **overrides) -> EvaluateModelOperator:
         data_fingerprint=overrides.get("data_fingerprint", trained["data_fingerprint"]),
         cutoff=trained["cutoff"],
         holdout_fraction=0.2,
+        ranking_user_sample_size=overrides.get("ranking_user_sample_size"),
     )
 
 
@@ -153,3 +161,24 @@ def test_the_train_task_takes_its_experiment_from_mlflow_experiment_name(monkeyp
     assert explicit.experiment_name == "mine"
     monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME")
     assert TrainModelOperator(task_id="train", model_type="popularity", data_source="synthetic").experiment_name == "movie_recommendation"
+
+
+def test_log_ranks_the_user_sample_the_param_asks_for_and_reports_it(trained, mlflow_client, tmp_path):
+    evaluate_op(trained, ranking_user_sample_size="7").execute(context())
+    path = mlflow_client.download_artifacts(trained["run_id"], "evaluation/report.json", str(tmp_path))
+    ranking = json.loads(Path(path).read_text())["ranking"]
+    assert ranking["user_sample_size"] == 7
+    assert ranking["users"] == 7 < ranking["holdout_users"]
+    assert ranking["users_sampled"] is True
+
+
+@pytest.mark.parametrize("value", [0, -3, "ten", 2.5, True])
+def test_a_bad_ranking_user_sample_size_fails_log_naming_it(value):
+    # Refused before any MLflow call: no store needed.
+    op = evaluate_op({"run_id": "r", "data_fingerprint": "sha256:x", "cutoff": None}, ranking_user_sample_size=value)
+    with pytest.raises(AirflowFailException, match=r"ranking_user_sample_size must be a positive integer, got"):
+        op.execute(context())
+
+
+def test_the_dag_default_ranking_sample_is_the_evaluation_default():
+    assert DEFAULT_RANKING_USER_SAMPLE == DEFAULT_RANKING_USERS
