@@ -10,6 +10,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from include.governance.notifications.config import NotificationPolicy, NotificationPolicyError, parse_notifications
+
 DEFAULT_POLICY_PATH = Path(__file__).with_name("policy.yaml")
 APPROVAL_MODES = ("auto", "manual")
 
@@ -78,6 +80,8 @@ class GovernancePolicy:
     monitoring: MonitoringPolicy = field(default_factory=MonitoringPolicy)
     # The per-run overrides applied on top of the file, kept so they can be recorded.
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    # Who is told of which event (include/governance/notifications); not a per-run override.
+    notifications: NotificationPolicy = field(default_factory=NotificationPolicy)
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> "GovernancePolicy":
@@ -94,7 +98,7 @@ class GovernancePolicy:
             raise PolicyError(f"policy file {path} is not valid YAML: {exc}") from None
         if not isinstance(raw, dict):
             raise PolicyError(f"policy file {path}: expected a mapping at the top level")
-        unknown = set(raw) - {"policy_version", *_SECTIONS}
+        unknown = set(raw) - {"policy_version", "notifications", *_SECTIONS}
         if unknown:
             raise PolicyError(f"policy file {path}: unknown sections {sorted(unknown, key=str)}")
         sections = {
@@ -103,7 +107,11 @@ class GovernancePolicy:
         version = raw.get("policy_version", 1)
         if isinstance(version, bool) or not isinstance(version, int) or version < 1:
             raise PolicyError(f"policy file {path}: policy_version={version!r} is not a positive integer")
-        return cls(policy_version=version, **sections)
+        try:
+            notifications = parse_notifications(raw.get("notifications"))
+        except NotificationPolicyError as exc:
+            raise PolicyError(f"policy file {path}: {exc}") from None
+        return cls(policy_version=version, notifications=notifications, **sections)
 
     def with_overrides(self, overrides: Mapping[str, Any] | None) -> "GovernancePolicy":
         """Return a copy with single values replaced, e.g. ``{"min_accuracy": 0.8}``.

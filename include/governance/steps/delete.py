@@ -113,7 +113,7 @@ def delete_version(
     if problem:
         raise DeleteRefused(problem[1], problem[0])
     forced = force and _awaiting(mv.tags)
-    record(trail, _deleted_event(client, mv, actor, reason.strip(), forced))
+    record(trail, _deleted_event(client, mv, actor, reason.strip(), forced), policy=policy)
     try:
         client.delete_model_version(model_name, version)
     except MlflowException as exc:

@@ -46,13 +46,13 @@ def describe(
     if version is None:
         old = require_model(client, model_name).description or None
         client.update_registered_model(model_name, description=text)
-        record(trail, _model_event(model_name, actor, text, old, now))
+        record(trail, _model_event(model_name, actor, text, old, now), policy=policy)
         return old
     old = require_version(client, model_name, version).description or None
     client.update_model_version(model_name, str(version), description=text)
     mv = require_version(client, model_name, version)
     record(trail, make_event(EventType.DESCRIBED, mv, actor, stamp=now, reason=text,
-                             details={"previous": old}, metrics={}))
+                             details={"previous": old}, metrics={}), policy=policy)
     return old
 
 

@@ -34,5 +34,5 @@ def expire(
     changed = approval.expire(client, model_name, version, waited=waited)
     mv = version_now(client, model_name, version)
     if mv.tags.get(lc.APPROVAL_STATUS) == ApprovalStatus.EXPIRED.value:
-        record(trail, expired_event(mv, actor))
+        record(trail, expired_event(mv, actor), policy=policy)
     return changed

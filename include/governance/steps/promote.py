@@ -31,5 +31,5 @@ def promote(
     if result.promoted_at:
         mv = version_now(client, model_name, result.version)
         old = version_now(client, model_name, result.previous_champion) if result.previous_champion else None
-        record(trail, *promotion_events(mv, old, actor, promoted_at=result.promoted_at))
+        record(trail, *promotion_events(mv, old, actor, promoted_at=result.promoted_at), policy=policy)
     return result

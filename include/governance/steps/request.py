@@ -28,5 +28,5 @@ def request_approval(
     """
     decision = approval.request_approval(client, model_name, version, policy.approval)
     if decision.decided_by is None:
-        record(trail, *approval_events(version_now(client, model_name, version), actor))
+        record(trail, *approval_events(version_now(client, model_name, version), actor), policy=policy)
     return decision

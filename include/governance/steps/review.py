@@ -75,9 +75,9 @@ def record_review(
         )
     except ReviewRefused as refused:
         decision = ApprovalStatus.APPROVED if approve else ApprovalStatus.REJECTED
-        record(trail, _refusal(mv, actor, refused, decision, notes, answered_at))
+        record(trail, _refusal(mv, actor, refused, decision, notes, answered_at), policy=policy)
         raise
-    record(trail, review_event(version_now(client, model_name, version), actor))
+    record(trail, review_event(version_now(client, model_name, version), actor), policy=policy)
     return result
 
 
@@ -112,9 +112,9 @@ def observe_decision(
             where=where, approve=record_.status is ApprovalStatus.APPROVED, reviewer=record_.approved_by, prior=prior,
         )
     except ReviewRefused as refused:
-        record(trail, _refusal(mv, actor, refused, record_.status, record_.notes, record_.decided_at))
+        record(trail, _refusal(mv, actor, refused, record_.status, record_.notes, record_.decided_at), policy=policy)
         raise
-    record(trail, event)
+    record(trail, event, policy=policy)
     return record_
 
 

@@ -32,5 +32,5 @@ def rollback(
     """
     del policy  # a rollback's rules are the version's history, not thresholds
     result = rollbacks.execute_rollback(client, plan, actor=actor.actor, reason=reason)
-    record(trail, *rollbacks.rollback_events(client, result, actor))
+    record(trail, *rollbacks.rollback_events(client, result, actor), policy=policy)
     return result

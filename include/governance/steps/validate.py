@@ -23,5 +23,5 @@ def validate(
     A failed validation is a verdict, not an error: it is tagged and audited like a pass.
     """
     outcome = validate_model_version(client, model_name, version, policy)
-    record(trail, validated_event(version_now(client, model_name, outcome.version), actor))
+    record(trail, validated_event(version_now(client, model_name, outcome.version), actor), policy=policy)
     return outcome
