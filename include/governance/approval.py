@@ -16,6 +16,7 @@ from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, ErrorCode
 
 from include.governance import lifecycle as lc
 from include.governance.audit import evidence_metrics
+from include.governance.canary import canary_evidence_problem, canary_required
 from include.governance.candidate import staleness_problem
 from include.governance.lifecycle import ApprovalStatus
 from include.governance.policy import ApprovalPolicy
@@ -65,6 +66,12 @@ class StaleDecision(ReviewRefused):
     rule = "candidate"
 
 
+class MissingCanaryEvidence(ReviewRefused):
+    """An approval of a challenger the policy wants canary evidence for, which it lacks."""
+
+    rule = "canary"
+
+
 class AlreadyDecided(ReviewRefused):
     """A second, different decision on a version a person already decided on."""
 
@@ -89,8 +96,8 @@ def decide(
     """The seed's approval policy.
 
     validation failed -> rejected; manual mode -> pending; no champion -> approved (first
-    model); improvement >= +min_improvement -> approved; drop within max_degradation ->
-    approved; larger drop -> needs_review.
+    model); canary evidence required -> needs_review; improvement >= +min_improvement ->
+    approved; drop within max_degradation -> approved; larger drop -> needs_review.
 
     :param improvement: challenger minus champion on the comparison metric; None without champion.
     """
@@ -101,6 +108,13 @@ def decide(
         return Decision(ApprovalStatus.PENDING, "Manual approval required (approval mode 'manual')")
     if improvement is None:
         return Decision(ApprovalStatus.APPROVED, "First model meets validation criteria")
+    if policy.require_canary_evidence:
+        # Evidence comes from serving it as canary, after this step: a person approves then.
+        return Decision(
+            ApprovalStatus.NEEDS_REVIEW,
+            f"Canary evidence required (require_canary_evidence): approve once it has served at least "
+            f"{policy.canary_min_requests} canary requests within the error-rate and p95 limits",
+        )
     if improvement >= policy.auto_approve_min_improvement:
         return Decision(ApprovalStatus.APPROVED, f"Significant accuracy improvement: {improvement:+.3f}")
     if improvement >= -policy.auto_approve_max_degradation:
@@ -242,6 +256,10 @@ def check_review(
     problem = candidate_problem(tags, aliases, version, approve=approve)
     if problem:
         raise StaleDecision(where, reviewer, problem)
+    if approve and canary_required(policy, aliases, version):
+        problem = canary_evidence_problem(tags, policy)
+        if problem:
+            raise MissingCanaryEvidence(where, reviewer, f"its approval cannot count yet: {problem}")
 
 
 def record_review(

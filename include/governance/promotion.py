@@ -9,6 +9,7 @@ from mlflow import MlflowClient
 
 from include.governance import lifecycle as lc
 from include.governance.approval import read_record, reviewer_problem
+from include.governance.canary import canary_evidence_problem, canary_required
 from include.governance.candidate import staleness_problem
 from include.governance.lifecycle import ApprovalStatus
 from include.governance.policy import ApprovalPolicy
@@ -57,6 +58,9 @@ def promotion_problem(tags: dict[str, str], aliases: dict[str, str], version: st
     if aliases.get(lc.CHAMPION) == version:
         return None
     problem = staleness_problem(tags, aliases, version)
+    if problem is None and canary_required(policy, aliases, version):
+        # Also for an approval recorded before the rule was switched on.
+        problem = canary_evidence_problem(tags, policy)
     return f"{where}: {problem}" if problem else None
 
 
@@ -65,7 +69,8 @@ def promote(client: MlflowClient, model_name: str, version: str | int, policy: A
 
     Idempotent: promoting the current champion again changes nothing and confirms it.
 
-    :raises PromotionRefused: not validated, not approved, approver not allowed, or stale.
+    :raises PromotionRefused: not validated, not approved, approver not allowed, stale, or (when
+        the policy requires it) without canary evidence.
     :raises ReadBackError: the alias did not read back as expected.
     """
     version = str(version)
