@@ -372,6 +372,9 @@ def cmd_compare(args: argparse.Namespace, out: Output) -> int:
             table([(("* " if r["differs"] else "  ") + r["name"], r["a"], r["b"]) for r in comparison["params"]],
                   ["PARAM (* differs)", label_a, label_b]),
         ]
+        if comparison["serving"]:
+            parts += ["", table([(r["name"], r["a"], r["b"], None if r["diff"] is None else f"{r['diff']:+.4g}")
+                                 for r in comparison["serving"]], ["SERVING", label_a, label_b, "B - A"])]
         if "performance_diff" in comparison:
             diff = comparison["performance_diff"]
             parts += ["", f"accuracy: {diff['accuracy_improvement']:+.4f} (better: v{diff['better_model']})"]

@@ -6,6 +6,7 @@ from mlflow import MlflowClient
 
 from include.governance import lifecycle as lc
 from include.governance.registry import get_aliases, require_version
+from include.governance.serving_figures import figures_from_tags
 
 KEY_METRICS = lc.EVIDENCE_METRICS
 
@@ -37,7 +38,39 @@ def version_summary(client: MlflowClient, model_name: str, version: str | int) -
         "data_fingerprint": mv.tags.get(lc.DATA_FINGERPRINT),
         "airflow_dag_id": mv.tags.get(lc.AIRFLOW_DAG_ID),
         "airflow_run_id": mv.tags.get(lc.AIRFLOW_RUN_ID),
+        "serving": serving_summary(mv.tags),
     }
+
+
+def serving_summary(tags: dict[str, str]) -> dict | None:
+    """How the version served (the serving figures task's tags), or None when it never has."""
+    figures = figures_from_tags(tags)
+    if not figures:
+        return None
+    share = tags.get(lc.SERVING_CANARY_SHARE)
+    return {
+        "variants": figures,
+        "canary_share": float(share) if share is not None else None,
+        "recorded_at": tags.get(lc.SERVING_RECORDED_AT),
+        "run_id": tags.get(lc.SERVING_RUN_ID),
+    }
+
+
+def serving_rows(serving: dict | None) -> list[tuple[str, str]]:
+    """``serving_summary`` as (label, text) lines: one per variant served, then when recorded."""
+    if not serving:
+        return []
+    rows = []
+    for variant, figures in serving["variants"].items():
+        text = f"{figures.get('requests', 0):.0f} requests, {figures.get('errors', 0):.0f} errors"
+        if figures.get("error_rate") is not None:
+            text += f" ({figures['error_rate']:.2%})"
+        text += "".join(f", {p} {figures[f'{p}_ms']:.1f} ms" for p in ("p50", "p95") if f"{p}_ms" in figures)
+        if variant == "canary" and serving["canary_share"] is not None:
+            text += f", {serving['canary_share']:.1%} of the model's requests"
+        rows.append((f"serving {variant}", text))
+    rows.append(("serving as of", f"{serving['recorded_at']} (run {serving['run_id']})"))
+    return rows
 
 
 def format_summary(summary: dict) -> str:
@@ -69,6 +102,7 @@ def format_summary(summary: dict) -> str:
         ("dag run", "airflow_run_id"),
     )
     rows.extend((label, str(summary[key])) for label, key in optional if summary.get(key))
+    rows.extend(serving_rows(summary.get("serving")))
     width = max(len(label) for label, _ in rows)
     return "\n".join(f"{label:<{width}}  {value}" for label, value in rows)
 
@@ -95,6 +129,7 @@ def compare_versions(client: MlflowClient, model_name: str, version_a: str | int
                 "creation_time": mv.creation_timestamp,
                 "approval_status": mv.tags.get(lc.APPROVAL_STATUS),
                 "validation_status": mv.tags.get(lc.VALIDATION_STATUS),
+                "serving": serving_summary(mv.tags),
             }
         )
     a, b = sides
@@ -114,6 +149,7 @@ def compare_versions(client: MlflowClient, model_name: str, version_a: str | int
         "version2": b,
         "metrics": metric_rows,
         "params": param_rows,
+        "serving": serving_comparison(a["serving"], b["serving"]),
     }
     if "accuracy" in a["metrics"] and "accuracy" in b["metrics"]:
         improvement = b["metrics"]["accuracy"] - a["metrics"]["accuracy"]
@@ -122,6 +158,23 @@ def compare_versions(client: MlflowClient, model_name: str, version_a: str | int
             "better_model": b["version"] if improvement > 0 else a["version"],
         }
     return comparison
+
+
+def serving_comparison(a: dict | None, b: dict | None) -> list[dict]:
+    """Serving figures of two versions as rows ``{name, a, b, diff}`` (e.g. ``canary p95_ms``).
+
+    Empty when neither version has served; a figure only one side has compares with None.
+    """
+    sides = [(side or {}).get("variants", {}) for side in (a, b)]
+    rows = []
+    for variant in lc.SERVING_VARIANTS:
+        for figure in lc.SERVING_FIGURES:
+            va, vb = (side.get(variant, {}).get(figure) for side in sides)
+            if va is None and vb is None:
+                continue
+            diff = vb - va if va is not None and vb is not None else None
+            rows.append({"name": f"{variant} {figure}", "a": va, "b": vb, "diff": diff})
+    return rows
 
 
 def model_lineage(client: MlflowClient, model_name: str, version: str | int) -> dict:
