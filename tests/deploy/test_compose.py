@@ -740,6 +740,8 @@ def test_depends_on_waits_for_health_or_completion(services):
         ("airflow-scheduler", {"postgres", "airflow-init", "mlflow", "mlflow-init", "airflow-apiserver"}),
         ("airflow-triggerer", {"postgres", "airflow-init", "mlflow", "mlflow-init", "airflow-apiserver"}),
         ("airflow-worker", {"postgres", "airflow-init", "mlflow", "mlflow-init", "airflow-apiserver", "redis"}),
+        # The audit table it writes to is made by airflow-init; its MLflow account by mlflow-init.
+        ("model-server", {"postgres", "airflow-init", "mlflow", "mlflow-init"}),
     ],
 )
 def test_start_order(services, service, needs):
@@ -818,3 +820,74 @@ def test_docker_compose_config_fails_on_a_missing_credential(tmp_path):
     result = _docker_compose_config(env_file)
     assert result.returncode != 0
     assert "AIRFLOW_JWT_SECRET" in result.stderr
+
+
+# ---- the model server (issue #16) ------------------------------------------------------------
+
+SERVING_DOCKERFILE = ROOT / "docker" / "serving" / "Dockerfile"
+SERVING_REQUIREMENTS = ROOT / "docker" / "serving" / "requirements.txt"
+
+
+def test_model_server_runs_the_projects_server_on_its_port_with_a_health_check(services):
+    server = services["model-server"]
+    assert server["build"] == {"context": ".", "dockerfile": "docker/serving/Dockerfile"}
+    assert server["command"][:3] == ["python", "-m", "include.serving"]
+    port = int(command_options(server)["--port"])
+    assert container_ports(server) == {port}
+    assert command_options(server)["--host"] == "0.0.0.0"
+    assert f"localhost:{port}/health" in " ".join(server["healthcheck"]["test"])
+    # The image's PYTHONPATH and WORKDIR are where the project's include/ is mounted.
+    dockerfile = SERVING_DOCKERFILE.read_text(encoding="utf-8")
+    assert "ENV PYTHONPATH=/opt/serving" in dockerfile and "WORKDIR /opt/serving" in dockerfile
+    assert "./include:/opt/serving/include:ro" in server["volumes"]
+    assert "apache-airflow" not in dockerfile and "USER serving" in dockerfile
+
+
+def test_model_server_image_pins_what_the_venv_tested(services):
+    from importlib.metadata import version
+
+    project = parse_requirements(REQUIREMENTS)
+    dockerfile = SERVING_DOCKERFILE.read_text(encoding="utf-8")
+    taken = re.search(r"grep -E '\^\(([^)]*)\)=='", dockerfile).group(1).split("|")
+    for package in taken:
+        assert package.lower() in project, f"the serving image takes {package} from requirements.txt, which lacks it"
+    for package, pinned in parse_requirements(SERVING_REQUIREMENTS).items():
+        assert version(package) == pinned, f"{package}: serving image {pinned}, venv {version(package)}"
+
+
+def test_model_server_reads_as_the_training_account_and_audits_as_the_writer(services, imported_connections, mlflow_port):
+    env = environment(services["model-server"])
+    training, governance = imported_connections["mlflow_default"], imported_connections["mlflow_governance"]
+    assert env["MLFLOW_TRACKING_URI"] == training["host"]
+    assert (env["MLFLOW_TRACKING_USERNAME"], env["MLFLOW_TRACKING_PASSWORD"]) == (training["login"], training["password"])
+    assert env["MLFLOW_TRACKING_USERNAME"] != governance["login"], "the server must not hold the approver account"
+    audit = urlsplit(env["AIRFLOW_CONN_AUDIT_DB"])
+    expected = imported_connections["audit_db"]
+    assert (audit.hostname, audit.port, audit.path.lstrip("/")) == (expected["host"], expected["port"], expected["schema"])
+    assert (audit.username, audit.password) == (expected["login"], expected["password"])
+
+
+def test_airflow_finds_the_model_server_for_its_figures(airflow_services, services):
+    from mlflow_governance.serving_figures import MODEL_SERVER_CONN_ID
+
+    port = int(command_options(services["model-server"])["--port"])
+    for name, service in airflow_services.items():
+        url = environment(service)[f"AIRFLOW_CONN_{MODEL_SERVER_CONN_ID.upper()}"]
+        assert (urlsplit(url).hostname, urlsplit(url).port) == ("model-server", port), name
+
+
+@needs_docker_compose
+def test_the_stack_runner_plays_the_model_server_as_a_local_process(tmp_path):
+    from scripts.stack import envfile
+    from scripts.stack.runner import Stack
+
+    env_file = envfile.generate(ENV_EXAMPLE, tmp_path / "stack.env")
+    stack = Stack(ROOT, tmp_path / "state", env_file, use_published=False)
+    stack.plan()
+    server = stack.services["model-server"]
+    port = server.ports[8000]
+    assert server.kind == "process" and server.command == ["python", "-m", "include.serving", "--host=127.0.0.1", f"--port={port}"]
+    assert f"127.0.0.1:{port}/health" in " ".join(server.healthcheck)
+    assert (Path(server.env["PYTHONPATH"]) / "include").resolve() == ROOT / "include"
+    assert urlsplit(server.env["MLFLOW_TRACKING_URI"]).port == stack.ports.host_port("mlflow", 5000)
+    assert stack.services["airflow-scheduler"].env["AIRFLOW_CONN_MODEL_SERVER"] == f"http://127.0.0.1:{port}"
