@@ -76,6 +76,34 @@ def _group_sum(codes: np.ndarray, values: np.ndarray, size: int) -> np.ndarray:
     return np.bincount(codes, weights=values, minlength=size)
 
 
+# Up to this many possible values (max - min + 1) unique_inverse counts instead of sorting.
+_DENSE_UNIQUE_MAX_RANGE = 64_000_000
+
+
+def unique_inverse(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(values, return_inverse=True)`` for integers, without a sort when it can.
+
+    When the values span a range of at most _DENSE_UNIQUE_MAX_RANGE, a presence table over the
+    range gives the same sorted uniques and positions in linear time (ids, and user x genre keys,
+    at MovieLens-32M sizes take ~10x less than the sort, and no sorted copies).
+
+    :param values: a 1-d integer array.
+    """
+    values = np.asarray(values)
+    if values.size == 0 or values.dtype.kind not in "iu":
+        return np.unique(values, return_inverse=True)
+    low = int(values.min())
+    span = int(values.max()) - low + 1
+    if span > _DENSE_UNIQUE_MAX_RANGE:
+        return np.unique(values, return_inverse=True)
+    offsets = values - low
+    present = np.zeros(span, dtype=bool)
+    present[offsets] = True
+    uniques = np.flatnonzero(present)
+    position = np.cumsum(present, dtype=np.int64) - 1
+    return (uniques + low).astype(values.dtype), position[offsets]
+
+
 def _lookup(index: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """Positions of ids in the unique array index; -1 where absent."""
     # A hash lookup: several times faster than searchsorted on millions of unsorted ids.
@@ -163,8 +191,8 @@ class FeatureTables:
         mu = float(rating.mean())
         high_prior = float(high.mean())
 
-        user_ids, u = np.unique(users, return_inverse=True)
-        movie_ids, m = np.unique(items, return_inverse=True)
+        user_ids, u = unique_inverse(users)
+        movie_ids, m = unique_inverse(items)
         n_users, n_movies = len(user_ids), len(movie_ids)
         u_count = np.bincount(u, minlength=n_users).astype(np.float64)
         m_count = np.bincount(m, minlength=n_movies).astype(np.float64)
@@ -319,7 +347,7 @@ def _genre_taste(
     n_genres = max(len(genres.names), 1)
     rows, genre_codes = genres.expand(items)
     keys = u[rows] * n_genres + genre_codes
-    ug_keys, ug_inverse = np.unique(keys, return_inverse=True)
+    ug_keys, ug_inverse = unique_inverse(keys)
     ug_count = np.bincount(ug_inverse).astype(np.float64)
     ug_affinity = _smoothed(np.bincount(ug_inverse, weights=residual[rows]), ug_count, 0.0, GENRE_PRIOR_COUNT)
     ug_high = _smoothed(

@@ -171,3 +171,22 @@ def test_transform_rejects_missing_ids():
     tables = FeatureTables.fit(_ratings([(1, 10, 5.0)]), MOVIES)
     with pytest.raises(ValueError, match="userId"):
         tables.transform(pd.DataFrame({"userId": [np.nan], "movieId": [10]}))
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        np.array([5, 3, 5, 9, 3, 3], dtype=np.int64),
+        np.array([-4, 7, -4, 0], dtype=np.int64),
+        np.array([7], dtype=np.int32),
+        np.array([], dtype=np.int64),
+        np.array([0, 10**12, 3, 10**12], dtype=np.int64),  # range too wide: np.unique itself
+    ],
+)
+def test_unique_inverse_equals_numpy_unique(values):
+    from include.recommender.features import unique_inverse
+
+    expected_uniques, expected_inverse = np.unique(values, return_inverse=True)
+    uniques, inverse = unique_inverse(values)
+    assert uniques.dtype == expected_uniques.dtype and np.array_equal(uniques, expected_uniques)
+    assert np.array_equal(inverse, expected_inverse)
