@@ -16,7 +16,8 @@ of the MLflow experiment `movie_recommendation_monitoring`, tagged with the cham
 **Degraded** means: a metric falls below the governance policy's validation minimum, or more
 than `margin` below the champion's own validation metric (its `validation_<metric>` tags).
 Then `trigger_retrain` starts `movie_recommender_retrain` for the same model and data source;
-the reason is on the monitoring run (tag `trigger_reason`) and in the triggered run's note.
+the reason is on the monitoring run (tag `trigger_reason`), in the triggered run's note and in
+the audit trail (`retrain_triggered`, notified when the policy's `notifications:` routes it).
 A champion that holds, a window with too few ratings, or no champion at all: `no_retrain`.
 A paused retrain DAG keeps the triggered run queued until it is unpaused.
 
@@ -108,6 +109,9 @@ def movie_recommender_monitor():
         # Only params the retrain DAG declares (they are validated); the reason goes in the note.
         conf={"model_name": "{{ params.model_name }}", "data_source": "{{ params.data_source }}"},
         note="{{ ti.xcom_pull(task_ids='assess', key='trigger_reason') }}",
+        # Audited as retrain_triggered (and notified when the policy routes it).
+        model_name="{{ params.model_name }}",
+        champion_version="{{ ti.xcom_pull(task_ids='score_champion', key='champion_version') }}",
     )
     no_retrain = EmptyOperator(task_id="no_retrain")
 

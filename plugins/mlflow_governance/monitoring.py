@@ -145,9 +145,16 @@ class TriggerRetrainOperator(BaseOperator):
     :param conf: the run's conf (params the triggered DAG declares).
     :param note: the run note.
     :param skip_when_already_exists: skip, not fail, when the run id exists.
+    :param model_name: the model whose degraded champion this retrains; when given, the trigger is
+        audited as ``retrain_triggered`` (once per triggered run id) and notified by the policy.
+    :param champion_version: the degraded champion's version, for that event.
+    :param policy_path: the governance policy whose ``notifications`` route the event (the
+        packaged one when empty).
     """
 
-    template_fields: Sequence[str] = ("trigger_dag_id", "trigger_run_id", "conf", "note")
+    template_fields: Sequence[str] = (
+        "trigger_dag_id", "trigger_run_id", "conf", "note", "model_name", "champion_version", "policy_path",
+    )
     ui_color = "#ffefeb"
 
     def __init__(
@@ -158,9 +165,17 @@ class TriggerRetrainOperator(BaseOperator):
         conf: dict[str, Any] | None = None,
         note: str | None = None,
         skip_when_already_exists: bool = False,
+        model_name: str | None = None,
+        champion_version: str | None = None,
+        policy_path: str | None = None,
+        mlflow_conn_id: str = TRAINING_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.model_name = model_name
+        self.champion_version = champion_version
+        self.policy_path = policy_path
+        self.mlflow_conn_id = mlflow_conn_id
         self.trigger_dag_id = trigger_dag_id
         self.trigger_run_id = trigger_run_id
         self.conf = conf
@@ -175,6 +190,8 @@ class TriggerRetrainOperator(BaseOperator):
         now = datetime.now(timezone.utc)
         run_id = self.trigger_run_id or f"manual__{now.isoformat()}"
         self.log.info("Triggering %s run %s", self.trigger_dag_id, run_id)
+        if self.model_name:
+            self._audit_trigger(context, run_id)
         raise DagRunTriggerException(
             trigger_dag_id=self.trigger_dag_id,
             dag_run_id=run_id,
@@ -190,3 +207,23 @@ class TriggerRetrainOperator(BaseOperator):
             deferrable=False,
             note=self.note or None,
         )
+
+    def _audit_trigger(self, context: Context, run_id: str) -> None:
+        """Record (and so notify) ``retrain_triggered``; a retry re-records the same key: no-op.
+
+        Recorded just before the trigger is handed to the task runner, which creates the run.
+        """
+        from include.governance.audit import retrain_triggered_event
+        from include.governance.steps.recording import record
+        from mlflow_governance.audit import audit_context, audit_trail
+
+        event = retrain_triggered_event(
+            self.model_name,
+            str(self.champion_version or ""),
+            audit_context(context),
+            reason=self.note or f"{self.model_name}: champion degraded",
+            retrain_dag_id=self.trigger_dag_id,
+            retrain_run_id=run_id,
+        )
+        trail = audit_trail(MlflowHook(mlflow_conn_id=self.mlflow_conn_id).get_conn())
+        record(trail, event, policy=load_policy(self.policy_path, None))

@@ -7,10 +7,12 @@ with only the params it declares as conf and the reason as its note.
 
 from __future__ import annotations
 
+import os
 
 import pytest
 
 from include.governance import champion_monitor as cm
+from include.governance.audit import AuditLog, EventType
 
 from tests.include.governance import monitor_support as ms
 
@@ -85,6 +87,9 @@ def test_a_degraded_champion_triggers_a_retrain(monitor_dag, mlflow_client, expe
     assert "queued" in triggered["state"].lower()  # dag.test() runs no scheduler for it
     assert triggered["note"].startswith(f"{MODEL} v{version} degraded: ")
     assert "policy minimum" in triggered["note"]
+    # Audited (and so notifiable) as retrain_triggered, naming the degraded champion and the run.
+    (audited,) = AuditLog(f"sqlite:///{os.environ['MOVIE_RECOMMENDER_AUDIT_DB']}").events(kinds=[EventType.RETRAIN_TRIGGERED])
+    assert (audited.version, audited.details["retrain_run_id"]) == (version, triggered["run_id"])
 
 
 def test_a_champion_that_holds_triggers_nothing(monitor_dag, mlflow_client, experiment_id, triggered_runs):
