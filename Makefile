@@ -18,7 +18,7 @@ export GIT_PYTHON_REFRESH := quiet
 # No usage reports; MLflow's telemetry thread also races artifact uploads over os.environ.
 export MLFLOW_DISABLE_TELEMETRY := true
 
-.PHONY: demo test venv mlflow-ui airflow-ui review audit-deps stack stack-down clean
+.PHONY: demo test venv mlflow-ui airflow-ui review serve audit-deps stack stack-down clean
 
 venv: $(VENV)/.installed
 
@@ -46,6 +46,13 @@ audit-deps: venv
 ## The reviewer CLI on the demo's store, e.g. make review ARGS="pending" (ARGS="--help" lists all).
 review: venv
 	$(PY) -m include.governance --tracking-uri sqlite:///$(MLFLOW_DB) $(ARGS)
+
+## The model server on the demo's store: serves movie_recommender@champion and follows the
+## registry (include/serving), at http://127.0.0.1:$(SERVE_PORT). Settings: README "Serving".
+SERVE_PORT ?= 8000
+serve: venv
+	@echo "model server: http://127.0.0.1:$(SERVE_PORT) (POST /recommend, POST /score, GET /health, /version, /metrics)"
+	$(PY) -m include.serving --tracking-uri sqlite:///$(MLFLOW_DB) --port $(SERVE_PORT) $(ARGS)
 
 ## MLflow UI over the demo's store: http://127.0.0.1:5000
 mlflow-ui: venv

@@ -1,0 +1,143 @@
+"""The server's parts in-process, on a real MLflow store: settings, routing, the load check, and
+the follower's handling of a failing version (faults injected through its loader)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from include.governance import lifecycle as lc
+from include.governance.audit import AuditLog, AuditTrail, EventType
+from include.recommender.training import tracking_uri_scope
+from include.serving.failures import FailureReporter
+from include.serving.following import RegistryFollower
+from include.serving.loading import LoadFailed, ServedModel, load_version
+from include.serving.metrics import ServingMetrics
+from include.serving.recommendations import RecommendationTable
+from include.serving.routing import Slots, route, user_bucket
+from include.serving.settings import ServingSettings, SettingsError
+
+from tests.include.governance.support import MODEL, log_tiny_model
+
+URI = {"MLFLOW_TRACKING_URI": "sqlite:///x.db"}
+
+
+@pytest.fixture
+def experiment_id(mlflow_client, mlflow_store):
+    return mlflow_client.create_experiment("serving-parts", artifact_location=mlflow_store["artifact_location"])
+
+
+def test_settings_defaults_follow_the_contract():
+    settings = ServingSettings.from_environment(URI)
+    assert (settings.model_name, settings.poll_seconds, settings.canary_share, settings.mode) == (
+        lc.DEFAULT_MODEL_NAME, 5.0, 0.0, "canary")
+    assert not settings.follows_challenger
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({}, "MLFLOW_TRACKING_URI"),
+        ({**URI, "MOVIE_RECOMMENDER_SERVING_CANARY_SHARE": "1.5"}, "MOVIE_RECOMMENDER_SERVING_CANARY_SHARE='1.5'"),
+        ({**URI, "MOVIE_RECOMMENDER_SERVING_CANARY_SHARE": "a lot"}, "is not a number"),
+        ({**URI, "MOVIE_RECOMMENDER_SERVING_POLL_SECONDS": "0"}, "MOVIE_RECOMMENDER_SERVING_POLL_SECONDS='0'"),
+        ({**URI, "MOVIE_RECOMMENDER_SERVING_MODE": "blue-green"}, "MOVIE_RECOMMENDER_SERVING_MODE='blue-green'"),
+        ({**URI, "MOVIE_RECOMMENDER_SERVING_MODE": "shadow"}, "needs MOVIE_RECOMMENDER_SERVING_CANARY_SHARE > 0"),
+        ({**URI, "MOVIE_RECOMMENDER_SERVING_MODEL": "bad/name"}, "MOVIE_RECOMMENDER_SERVING_MODEL: model name 'bad/name'"),
+        ({**URI, "MOVIE_RECOMMENDER_SERVING_MAX_K": "-3"}, "MOVIE_RECOMMENDER_SERVING_MAX_K='-3'"),
+    ],
+)
+def test_a_bad_setting_is_refused_naming_it(environ, named):
+    with pytest.raises(SettingsError, match=named.replace("(", r"\(").replace("+", r"\+")):
+        ServingSettings.from_environment(environ)
+
+
+def _served(version: str) -> ServedModel:
+    table = RecommendationTable(depth=1, rows={}, lists=[([], [])], unknown_row=0)
+    return ServedModel("m", version, None, None, table, "now", 0.0)
+
+
+def test_routing_is_a_stable_hash_of_model_and_user():
+    digest = hashlib.blake2b(b"m:42", digest_size=8).digest()
+    assert user_bucket("m", 42) == int.from_bytes(digest, "big") / 2**64
+    assert user_bucket("m", 42) != user_bucket("other", 42)
+    slots = Slots(champion=_served("1"), challenger=_served("2"))
+    assert route(Slots(), "m", 42, 0.5, "canary") is None
+    assert route(slots, "m", 42, 0.0, "canary").variant == "champion"
+    canary = route(slots, "m", 42, 1.0, "canary")
+    assert (canary.variant, canary.alias, canary.model.version, canary.shadow) == ("canary", lc.CHALLENGER, "2", None)
+    shadow = route(slots, "m", 42, 1.0, "shadow")
+    assert (shadow.variant, shadow.model.version, shadow.shadow.version) == ("champion", "1", "2")
+    assert route(Slots(champion=_served("1")), "m", 42, 1.0, "canary").variant == "champion"
+
+
+def _tiny_version(client, experiment_id, *, example: bool, answer: float = 0.5) -> str:
+    import mlflow
+    import mlflow.pyfunc
+    import pandas as pd
+
+    class Constant(mlflow.pyfunc.PythonModel):
+        def predict(self, context, model_input, params=None):
+            return [answer] * len(model_input)
+
+    with tracking_uri_scope(client.tracking_uri), mlflow.start_run(experiment_id=experiment_id):
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=Constant(), pip_requirements=["mlflow"],
+            input_example=pd.DataFrame({"userId": [1, 2], "movieId": [10, 20]}) if example else None,
+        )
+    try:
+        client.create_registered_model(MODEL)
+    except Exception:  # noqa: BLE001 - already there
+        pass
+    source = client.get_logged_model(info.model_id).artifact_location  # a models:/ source needs the global URI
+    return str(client.create_model_version(MODEL, source, run_id=info.run_id).version)
+
+
+@pytest.mark.parametrize(
+    ("example", "answer", "stage", "reason"),
+    [
+        (False, 0.5, "check", "no readable input example"),
+        (True, 7.0, "check", "outside [0, 1]"),
+        (True, 0.5, "table", "not a movie recommender pyfunc"),
+    ],
+)
+def test_a_version_that_fails_its_check_is_refused_naming_why(mlflow_client, experiment_id, example, answer, stage, reason):
+    version = _tiny_version(mlflow_client, experiment_id, example=example, answer=answer)
+    with tracking_uri_scope(mlflow_client.tracking_uri), pytest.raises(LoadFailed) as failed:
+        load_version(MODEL, version, None, 5)
+    assert (failed.value.version, failed.value.stage) == (version, stage)
+    assert reason in str(failed.value)
+
+
+def test_a_failing_version_keeps_the_old_one_is_retried_after_a_back_off_and_audited_once(
+    mlflow_client, experiment_id, tmp_path
+):
+    old, new = (_tiny_version(mlflow_client, experiment_id, example=True) for _ in range(2))
+    attempts = []
+
+    def loader(model_name, version, run_id, depth):
+        attempts.append(version)
+        if version == new:
+            raise LoadFailed(version, "load", "injected: artifact store unreachable")
+        return _served(version)
+
+    settings = ServingSettings(model_name=MODEL, tracking_uri=mlflow_client.tracking_uri)
+    metrics = ServingMetrics()
+    trail = AuditTrail(AuditLog(f"sqlite:///{tmp_path / 'audit.db'}"), mlflow_client)
+    follower = RegistryFollower(mlflow_client, settings, metrics, FailureReporter(mlflow_client, trail, metrics, MODEL), loader)
+    mlflow_client.set_registered_model_alias(MODEL, lc.CHAMPION, old)  # a test fixture, no step involved
+    follower.poll_once()
+    mlflow_client.set_registered_model_alias(MODEL, lc.CHAMPION, new)
+    for _ in range(3):
+        follower.poll_once()
+    assert follower.slots.champion.version == old
+    assert attempts == [old, new]  # not retried on every poll
+    follower._failures[new].retry_at = 0.0  # the back-off has passed
+    follower.poll_once()
+    assert attempts == [old, new, new] and follower.slots.champion.version == old
+    failures = metrics.registry.get_sample_value(
+        "movie_recommender_serving_load_failures_total", {"model": MODEL, "version": new})
+    assert failures == 2
+    events = trail.log.events(model_name=MODEL, kinds=[EventType.SERVING_LOAD_FAILED])
+    assert [(e.version, e.details["still_serving"]) for e in events] == [(new, old)]
