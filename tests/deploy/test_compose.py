@@ -825,7 +825,6 @@ def test_docker_compose_config_fails_on_a_missing_credential(tmp_path):
 # ---- the model server (issue #16) ------------------------------------------------------------
 
 SERVING_DOCKERFILE = ROOT / "docker" / "serving" / "Dockerfile"
-SERVING_REQUIREMENTS = ROOT / "docker" / "serving" / "requirements.txt"
 
 
 def test_model_server_runs_the_projects_server_on_its_port_with_a_health_check(services):
@@ -843,16 +842,13 @@ def test_model_server_runs_the_projects_server_on_its_port_with_a_health_check(s
     assert "apache-airflow" not in dockerfile and "USER serving" in dockerfile
 
 
-def test_model_server_image_pins_what_the_venv_tested(services):
-    from importlib.metadata import version
-
+def test_model_server_image_takes_its_pins_from_requirements():
     project = parse_requirements(REQUIREMENTS)
     dockerfile = SERVING_DOCKERFILE.read_text(encoding="utf-8")
     taken = re.search(r"grep -E '\^\(([^)]*)\)=='", dockerfile).group(1).split("|")
     for package in taken:
         assert package.lower() in project, f"the serving image takes {package} from requirements.txt, which lacks it"
-    for package, pinned in parse_requirements(SERVING_REQUIREMENTS).items():
-        assert version(package) == pinned, f"{package}: serving image {pinned}, venv {version(package)}"
+    assert {"fastapi", "uvicorn", "prometheus_client", "mlflow", "scikit-learn", "torch"} <= set(taken)
 
 
 def test_model_server_reads_as_the_training_account_and_audits_as_the_writer(services, imported_connections, mlflow_port):
