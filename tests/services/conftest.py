@@ -33,6 +33,16 @@ S3_CREDENTIALS = {
 }
 # The bucket name of .env.example, so the test stack matches the compose stack.
 ARTIFACT_BUCKET = "mlflow-artifacts"
+# As docker-compose.yaml's mlflow service: webhooks to http on private addresses (loopback here),
+# secrets stored encrypted. The webhook list is cached 1 s instead of 60 s: this server is shared
+# by the package, so an event of another test may have cached an empty list just before a test
+# creates its webhook.
+WEBHOOK_SERVER_ENVIRONMENT = {
+    "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
+    "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
+    "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": "0AcYdHDIVyi8ZoXyJrJxAPzK6AMbfEDpQdovw7Ao6Ek=",
+    "MLFLOW_WEBHOOK_CACHE_TTL": "1",
+}
 START_TIMEOUT_SECONDS = 120
 STOP_TIMEOUT_SECONDS = 15
 # Figures measured while the session runs, printed in pytest's terminal summary.
@@ -266,7 +276,8 @@ def mlflow_server(s3_server, tmp_path_factory) -> Iterator[MlflowServer]:
         backend_store_uri = db_url.replace("postgresql://", "postgresql+psycopg2://", 1)
         # No MLflow jobs (GenAI scoring, trace archival): the project uses none, and the job
         # runner's extra processes double the start-up CPU and leave a huey store in /dev/shm.
-        env = _server_environment(**s3_server.environment, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+        env = _server_environment(**s3_server.environment, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
+                                  **WEBHOOK_SERVER_ENVIRONMENT)
 
         def build(port: int) -> tuple[list[str], dict[str, str], str]:
             # The same topology as docker-compose.yaml's mlflow service.

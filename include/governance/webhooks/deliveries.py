@@ -127,6 +127,19 @@ class DeliveryLog:
         with self.engine.connect() as conn:
             return conn.execute(query).scalar() or 0
 
+    def changes(self, model_name: str) -> list[RegistryChange]:
+        """The changes received about a model, oldest first."""
+        self.ensure_schema()
+        table = deliveries_table
+        query = sa.select(table).where(table.c.model_name == model_name).order_by(table.c.id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [
+            RegistryChange(event=row["event"], model_name=row["model_name"], version=row["version"],
+                           alias=row["alias"], key=row["tag_key"], value=row["tag_value"])
+            for row in rows
+        ]
+
     def count(self) -> int:
         """How many deliveries were received (for tests and the bench)."""
         self.ensure_schema()
