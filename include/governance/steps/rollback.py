@@ -30,7 +30,7 @@ def rollback(
     :raises RollbackRefused: the champion moved since the plan, or no actor or reason.
     :raises VersionNotFound: the planned version is gone.
     """
-    del policy  # a rollback's rules are the version's history, not thresholds
+    # A rollback's rules are the version's history, not thresholds; the policy routes notifications.
     result = rollbacks.execute_rollback(client, plan, actor=actor.actor, reason=reason)
     record(trail, *rollbacks.rollback_events(client, result, actor), policy=policy)
     return result
