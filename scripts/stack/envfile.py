@@ -2,7 +2,7 @@
 
 For a user without an .env of their own (``make stack``) and for the tests: every value that
 holds ``change-me`` gets a random one (letters, digits, '-' and '_', safe inside URIs), the
-Fernet key a real Fernet key; ``overrides`` set anything else (the executor, profiles).
+Fernet keys real Fernet keys; ``overrides`` set anything else (the executor, profiles).
 """
 
 from __future__ import annotations
@@ -37,8 +37,12 @@ def generate(example: Path, target: Path, overrides: dict[str, str] | None = Non
     return target
 
 
+# Values that must be Fernet keys (32 random bytes, URL-safe base64), not just random text.
+FERNET_KEYS = frozenset({"AIRFLOW_FERNET_KEY", "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY"})
+
+
 def _secret(key: str) -> str:
-    if key == "AIRFLOW_FERNET_KEY":
+    if key in FERNET_KEYS:
         return base64.urlsafe_b64encode(os.urandom(32)).decode()
     # token_urlsafe may start with '-', which some CLIs read as an option.
     return "s" + secrets.token_urlsafe(24)

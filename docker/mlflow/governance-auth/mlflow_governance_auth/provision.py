@@ -12,9 +12,16 @@ once the server is healthy, as the MLflow admin. Two accounts, both from .env:
 People who approve in the MLflow UI get MANAGE on the models they approve (by an admin,
 through MLflow's permissions API or UI). A re-run resets the passwords to the ones in .env.
 
+With ``MOVIE_RECOMMENDER_WEBHOOK_URL`` set it also makes the registry webhook that tells Airflow
+about registry changes (``mlflow_governance.webhook_app`` in the api-server): the events below,
+signed with ``MOVIE_RECOMMENDER_WEBHOOK_SECRET``. Idempotent by URL: a webhook with that URL is
+updated (events, secret, active), never created twice. Run before any DAG: the server caches its
+webhook list for 60 s after the first event of each kind.
+
 Environment: ``MLFLOW_TRACKING_URI``, ``MLFLOW_ADMIN_USERNAME``, ``MLFLOW_ADMIN_PASSWORD``,
 ``MLFLOW_TRAINER_USERNAME``, ``MLFLOW_TRAINER_PASSWORD``, ``MLFLOW_GOVERNANCE_USERNAME``,
-``MLFLOW_GOVERNANCE_PASSWORD``.
+``MLFLOW_GOVERNANCE_PASSWORD``; optionally ``MOVIE_RECOMMENDER_WEBHOOK_URL`` with
+``MOVIE_RECOMMENDER_WEBHOOK_SECRET``.
 """
 
 from __future__ import annotations
@@ -28,6 +35,16 @@ import requests
 TRAINER_GRANTS = {"experiment": "EDIT", "registered_model": "EDIT"}
 GOVERNANCE_GRANTS = {"experiment": "EDIT", "registered_model": "MANAGE"}
 _TIMEOUT = 30
+WEBHOOK_NAME = "movie-recommender-governance"
+# (entity, action) as MLflow's REST API spells them; the endpoint's changes.SUBSCRIBED_EVENTS.
+WEBHOOK_EVENTS = (
+    ("MODEL_VERSION", "CREATED"),
+    ("MODEL_VERSION_TAG", "SET"),
+    ("MODEL_VERSION_TAG", "DELETED"),
+    ("MODEL_VERSION_ALIAS", "CREATED"),
+    ("MODEL_VERSION_ALIAS", "DELETED"),
+)
+_WEBHOOKS = "/api/2.0/mlflow/webhooks"
 
 
 class ProvisionError(RuntimeError):
@@ -44,7 +61,7 @@ class Account:
 
 
 class AdminSession:
-    """MLflow's user and permission API, called as the admin.
+    """MLflow's user, permission and webhook APIs, called as the admin.
 
     :param tracking_uri: the server, e.g. ``http://mlflow:5000``.
     :param username: the admin user.
@@ -95,6 +112,38 @@ class AdminSession:
             json={"username": username, "resource_type": resource_type, "resource_id": resource_id, "permission": permission},
         )
 
+    def webhooks(self) -> list[dict]:
+        """Every webhook on the server (admin only)."""
+        found, token = [], None
+        while True:
+            params = {"max_results": 100, **({"page_token": token} if token else {})}
+            response = self._call("GET", _WEBHOOKS, "list webhooks", params=params)
+            if response.status_code == 404:
+                raise ProvisionError("list webhooks: the server has no webhook API (MLflow 3.3+, SQL store)")
+            page = response.json()
+            found += page.get("webhooks", [])
+            token = page.get("next_page_token")
+            if not token:
+                return found
+
+    def ensure_webhook(self, url: str, secret: str) -> str:
+        """Create the project's webhook for ``url``, or update the one that has it; return what was done."""
+        body = {
+            "name": WEBHOOK_NAME,
+            "url": url,
+            "events": [{"entity": entity, "action": action} for entity, action in WEBHOOK_EVENTS],
+            "secret": secret,
+            "status": "ACTIVE",
+            "description": "Registry changes to Airflow: wakes waiting approvals, audits out-of-band changes",
+        }
+        existing = [hook for hook in self.webhooks() if hook.get("url") == url]
+        if existing:
+            for hook in existing:
+                self._call("PATCH", f"{_WEBHOOKS}/{hook['webhook_id']}", f"update webhook {hook['webhook_id']}", json=body)
+            return "updated"
+        self._call("POST", _WEBHOOKS, f"create a webhook to {url}", json=body)
+        return "created"
+
 
 def provision(admin: AdminSession, accounts: list[Account]) -> list[str]:
     """Make every account exist with its password and grants; return one line per account."""
@@ -128,6 +177,13 @@ def main() -> int:
             raise ProvisionError("MLFLOW_TRAINER_USERNAME and MLFLOW_GOVERNANCE_USERNAME must differ")
         for line in provision(admin, accounts):
             print(f"mlflow-init: {line}")
+        webhook_url = os.environ.get("MOVIE_RECOMMENDER_WEBHOOK_URL", "").strip()
+        if webhook_url:
+            secret = _required("MOVIE_RECOMMENDER_WEBHOOK_SECRET")
+            if "change-me" in secret:
+                raise ProvisionError("MOVIE_RECOMMENDER_WEBHOOK_SECRET (MLFLOW_WEBHOOK_SECRET in .env) still holds the .env.example placeholder")
+            action = admin.ensure_webhook(webhook_url, secret)
+            print(f"mlflow-init: webhook to {webhook_url}: {action}")
     except (ProvisionError, requests.RequestException) as exc:
         print(f"mlflow-init: {exc}", file=sys.stderr)
         return 1
