@@ -113,8 +113,7 @@ def test_a_broken_version_is_never_swapped_in_and_is_reported(followed, store):
     broken = versions["b"]  # served before, now @previous_champion and no longer loaded
     client = store.client()
     # The artifact store lost its pickled model: a rollback to it must not take the server down.
-    model_id = client.get_model_version(FOLLOWED, broken).model_id
-    (_local_path(client.get_logged_model(model_id).artifact_location) / "python_model.pkl").unlink()
+    (_local_path(client.get_model_version(FOLLOWED, broken).source) / "python_model.pkl").unlink()
     assert store.rollback(FOLLOWED) == broken  # @champion = the broken version
 
     server.wait_for(lambda: _series(server.metrics(), "load_failures_total", broken) >= 1, "the load failure counted")
