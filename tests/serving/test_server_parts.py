@@ -141,3 +141,71 @@ def test_a_failing_version_keeps_the_old_one_is_retried_after_a_back_off_and_aud
     assert failures == 2
     events = trail.log.events(model_name=MODEL, kinds=[EventType.SERVING_LOAD_FAILED])
     assert [(e.version, e.details["still_serving"]) for e in events] == [(new, old)]
+
+
+class _Pyfunc:
+    """A pyfunc whose score mode answers a constant, or raises (the injected fault)."""
+
+    def __init__(self, answer: float | None) -> None:
+        self.answer = answer
+
+    def predict(self, frame, params=None):
+        if self.answer is None:
+            raise RuntimeError("injected: model crashed")
+        return [self.answer] * len(frame)
+
+
+def _answerer(share: float, mode: str, champion: float | None, challenger: float | None):
+    from types import SimpleNamespace
+
+    from include.serving.answering import Answerer
+
+    def served(version, answer):
+        table = RecommendationTable(depth=1, rows={}, lists=[([], [])], unknown_row=0)
+        return ServedModel("m", version, None, _Pyfunc(answer), table, "now", 0.0)
+
+    settings = ServingSettings(model_name="m", tracking_uri="sqlite:///x.db", canary_share=share, mode=mode)
+    metrics = ServingMetrics()
+    follower = SimpleNamespace(slots=Slots(champion=served("1", champion), challenger=served("2", challenger)))
+    return Answerer(settings, follower, metrics), metrics
+
+
+def _count(metrics, name, version, variant):
+    labels = {"model": "m", "version": version, "variant": variant, "route": "/score"}
+    return metrics.registry.get_sample_value(f"movie_recommender_serving_{name}_total", labels) or 0.0
+
+
+def test_a_failing_canary_is_answered_by_the_champion_and_counted_as_a_canary_error():
+    answerer, metrics = _answerer(1.0, "canary", champion=0.25, challenger=None)
+    answer = answerer.score([7], [3])
+    assert (answer.body["scores"], answer.body["model_version"], answer.body["alias"]) == ([0.25], "1", lc.CHAMPION)
+    assert (_count(metrics, "requests", "2", "canary"), _count(metrics, "errors", "2", "canary")) == (1, 1)
+    assert (_count(metrics, "requests", "1", "champion"), _count(metrics, "errors", "1", "champion")) == (1, 0)
+
+
+def test_a_failing_champion_is_an_error_naming_the_version():
+    from include.serving.answering import ModelFailed
+
+    answerer, metrics = _answerer(0.0, "canary", champion=None, challenger=0.5)
+    with pytest.raises(ModelFailed, match="v1 failed to answer /score: RuntimeError: injected"):
+        answerer.score([7], [3])
+    assert _count(metrics, "errors", "1", "champion") == 1
+
+
+def test_shadow_scores_after_the_answer_and_its_failure_reaches_nobody():
+    answerer, metrics = _answerer(1.0, "shadow", champion=0.25, challenger=None)
+    answer = answerer.score([7], [3])
+    assert (answer.body["scores"], answer.body["model_version"]) == ([0.25], "1")
+    assert _count(metrics, "requests", "2", "shadow") == 0  # not before the caller has the answer
+    answer.shadow()
+    assert (_count(metrics, "requests", "2", "shadow"), _count(metrics, "errors", "2", "shadow")) == (1, 1)
+
+
+def test_no_champion_loaded_is_not_ready():
+    from types import SimpleNamespace
+
+    from include.serving.answering import Answerer, NotReady
+
+    settings = ServingSettings(model_name="m", tracking_uri="sqlite:///x.db")
+    with pytest.raises(NotReady, match="no version of m is loaded as @champion"):
+        Answerer(settings, SimpleNamespace(slots=Slots()), ServingMetrics()).recommend(1, 5)
