@@ -35,7 +35,7 @@ def describe(
     :raises DescriptionRefused: empty or too long.
     :raises VersionNotFound: no such model or version.
     """
-    del policy  # no threshold applies; the parameter keeps every step's signature alike
+    # No threshold applies; the policy routes the described event's notification.
     text = (text or "").strip()
     where = f"{model_name} v{version}" if version is not None else f"model {model_name}"
     if not text:

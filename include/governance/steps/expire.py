@@ -30,7 +30,7 @@ def expire(
 
     :param waited: how long it waited, for the reason (e.g. ``"60 minutes"``).
     """
-    del policy  # expiry applies no threshold; the parameter keeps every step's signature alike
+    # Expiry applies no threshold; the policy routes the expired event's notification.
     changed = approval.expire(client, model_name, version, waited=waited)
     mv = version_now(client, model_name, version)
     if mv.tags.get(lc.APPROVAL_STATUS) == ApprovalStatus.EXPIRED.value:

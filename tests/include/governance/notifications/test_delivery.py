@@ -214,3 +214,26 @@ def test_without_an_audit_trail_nothing_is_sent(receivers, mlflow_client, waitin
     steps.request_approval(mlflow_client, policy, None, CONTEXT, MODEL, waiting_version)
 
     assert mailbox.messages == [] and receiver.posts == []
+
+
+def test_a_channel_that_never_answers_is_cut_off_at_its_timeout(receivers, trail, mlflow_client, waiting_version, monkeypatch):
+    import socket
+
+    from include.governance.notifications.config import parse_notifications
+    from include.governance.policy import GovernancePolicy
+
+    # Accepts connections (the kernel's backlog) but never reads or answers.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        monkeypatch.setenv("AIRFLOW_CONN_SILENT", f"http://127.0.0.1:{silent.getsockname()[1]}/hook")
+        policy = GovernancePolicy(notifications=parse_notifications({
+            "channels": {"silent": {"type": "webhook", "conn_id": "silent", "timeout_seconds": 1}},
+            "routes": {"rejected": ["silent"]},
+        }))
+        event = _events(mlflow_client, waiting_version)["rejected"]
+
+        assert record(trail, event, policy=policy) == [event]
+
+    (failure,) = trail.log.events(kinds=[EventType.NOTIFICATION_FAILED])
+    assert failure.details["channel"] == "silent" and "timed out" in failure.details["error"]
