@@ -67,6 +67,7 @@ class RegistryFollower:
         self.slots = Slots()
         self.last_poll_at: str | None = None
         self._failures: dict[str, _Failure] = {}
+        self._champion_missing = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -109,12 +110,11 @@ class RegistryFollower:
 
     def _follow(self, alias: str, target: str | None) -> None:
         current = self.slots.get(alias)
+        self._note_missing(alias, target is None)
         if target is None:
             if alias == lc.CHALLENGER and current is not None:
                 self._swap(alias, None)
-            elif alias == lc.CHAMPION and current is not None:
-                # Nothing to serve instead: keep the last champion rather than fail every request.
-                log.warning("serving: %s has no @%s; still serving v%s", self.settings.model_name, alias, current.version)
+            # No @champion: keep the last one (if any) rather than fail every request.
             return
         if current is not None and current.version == target:
             return
@@ -126,6 +126,18 @@ class RegistryFollower:
         if failure is not None and time.monotonic() < failure.retry_at:
             return
         self._load(alias, target)
+
+    def _note_missing(self, alias: str, missing: bool) -> None:
+        """Log once when @champion goes missing (or is missing at start), and once when it is back."""
+        if alias != lc.CHAMPION or missing == self._champion_missing:
+            return
+        self._champion_missing = missing
+        serving = self.slots.champion
+        if missing:
+            log.warning("serving: %s has no @%s; %s", self.settings.model_name, alias,
+                        f"still serving v{serving.version}" if serving else "waiting for one (/health answers 503)")
+        else:
+            log.info("serving: %s has a @%s again", self.settings.model_name, alias)
 
     def _load(self, alias: str, version: str) -> None:
         try:
