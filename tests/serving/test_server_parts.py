@@ -18,7 +18,7 @@ from include.serving.recommendations import RecommendationTable
 from include.serving.routing import Slots, route, user_bucket
 from include.serving.settings import ServingSettings, SettingsError
 
-from tests.include.governance.support import MODEL, log_tiny_model
+from tests.include.governance.support import MODEL
 
 URI = {"MLFLOW_TRACKING_URI": "sqlite:///x.db"}
 
