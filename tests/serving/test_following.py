@@ -10,11 +10,15 @@ import threading
 import urllib.parse
 from pathlib import Path
 
+import pytest
+
 from include.governance import lifecycle as lc
 from include.governance.audit import AuditLog, EventType
 from include.serving.routing import user_bucket
 
 from tests.serving.conftest import FOLLOWED
+
+pytestmark = pytest.mark.services  # a real model-server process
 
 SHARE = 0.3
 CANARY_USERS = range(1, 3001)

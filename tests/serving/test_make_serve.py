@@ -13,6 +13,8 @@ from include.governance import lifecycle as lc
 from tests.serving.conftest import REPO, Server
 from tests.services.conftest import start_service
 
+pytestmark = pytest.mark.services  # a real model-server process
+
 
 @pytest.fixture(scope="module")
 def make_serve(store, tmp_path_factory):

@@ -3,11 +3,15 @@ under variant "shadow" in /metrics, and its answers never reach the caller."""
 
 from __future__ import annotations
 
+import pytest
+
 from include.governance import lifecycle as lc
 from include.serving.routing import user_bucket
 
 from tests.serving.conftest import SHADOWED
 from tests.serving.test_following import _series
+
+pytestmark = pytest.mark.services  # a real model-server process
 
 SHARE = 0.5
 USERS = range(1, 601)
