@@ -209,3 +209,22 @@ def test_no_champion_loaded_is_not_ready():
     settings = ServingSettings(model_name="m", tracking_uri="sqlite:///x.db")
     with pytest.raises(NotReady, match="no version of m is loaded as @champion"):
         Answerer(settings, SimpleNamespace(slots=Slots()), ServingMetrics()).recommend(1, 5)
+
+
+def test_the_entry_point_refuses_a_missing_sqlite_store_and_a_bad_setting(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.serving.conftest import REPO
+
+    missing = tmp_path / "nowhere" / "mlflow.db"
+    env = {**os.environ, "MOVIE_RECOMMENDER_SERVING_CANARY_SHARE": "0"}
+    done = subprocess.run([sys.executable, "-m", "include.serving", "--tracking-uri", f"sqlite:///{missing}"],
+                          capture_output=True, text=True, env=env, cwd=REPO)
+    assert done.returncode == 2 and f"no MLflow database at {missing}" in done.stderr
+    assert not missing.parent.exists()  # nothing created
+    env["MOVIE_RECOMMENDER_SERVING_CANARY_SHARE"] = "2"
+    done = subprocess.run([sys.executable, "-m", "include.serving", "--tracking-uri", f"sqlite:///{missing}"],
+                          capture_output=True, text=True, env=env, cwd=REPO)
+    assert done.returncode == 2 and "MOVIE_RECOMMENDER_SERVING_CANARY_SHARE='2'" in done.stderr
