@@ -171,3 +171,71 @@ def test_the_cli_with_the_scheduler_environment_audits_into_the_stack_database(c
             cursor.execute("SELECT actor FROM governance_audit_events WHERE model_name = %s AND event = 'rolled_back'", (MODEL,))
             assert [row[0] for row in cursor.fetchall()] == ["bob"]
 
+
+
+# ---- MLflow webhooks (issue #15): mlflow-init's webhook to the api-server's plugin endpoint ----
+WEBHOOK_PATH = "/movie-recommender/webhooks/mlflow"
+# The stack polls MLflow every 600 s while webhooks are on (docker-compose.yaml); a promotion
+# within a third of that was woken by the webhook, not by the poll.
+WOKEN_WITHIN = 200
+
+
+def webhooks(stack) -> list[dict]:
+    response = stack.mlflow("ADMIN", "GET", "webhooks")
+    assert response.status_code == 200, response.text
+    return response.json().get("webhooks", [])
+
+
+def audit_rows(stack, event: str) -> list[dict]:
+    env = stack.env
+    with psycopg2.connect(host="127.0.0.1", port=stack.port("postgres", 5432), dbname=env["AUDIT_DB_NAME"],
+                          user=env["AUDIT_DB_OWNER"], password=env["AUDIT_DB_OWNER_PASSWORD"]) as connection:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT version, details FROM governance_audit_events WHERE model_name = %s AND event = %s "
+                           "ORDER BY id", (MODEL, event))
+            return [{"version": version, **details} for version, details in cursor.fetchall()]
+
+
+def test_mlflow_init_made_one_webhook_to_the_api_server_and_a_rerun_updates_it(compose_stack):
+    url = f"{compose_stack.airflow_url}{WEBHOOK_PATH}"
+    [hook] = webhooks(compose_stack)
+    assert hook["url"] == url and hook["status"] == "ACTIVE"
+    again = compose_stack.exec("mlflow-init", "python", "-m", "mlflow_governance_auth.provision")
+    assert again.returncode == 0 and f"webhook to {url}: updated" in again.stdout, again.stdout
+    assert [h["webhook_id"] for h in webhooks(compose_stack)] == [hook["webhook_id"]]
+
+
+@pytest.fixture(scope="module")
+def tag_approved_run(compose_stack, admin, pending_version):
+    """A third run waiting in the triggerer, approved by tags set through MLflow (the MLflow UI channel)."""
+    run_id = admin.trigger(DAG_ID, {**RUN_CONF, "model_name": MODEL, "approval_mode": "manual"})["dag_run_id"]
+    wait_until("wait_for_approval to defer", lambda: admin.task_states(DAG_ID, run_id).get("wait_for_approval") == "deferred",
+               RUN_TIMEOUT, compose_stack)
+    version = compose_stack.version(MODEL, "3")
+    assert version["tags"]["airflow_run_id"] == run_id, version["tags"]
+    started = time.monotonic()
+    for key, value in (("approved_by", "alice"), ("approval_status", "approved")):
+        done = compose_stack.mlflow("GOVERNANCE", "POST", "model-versions/set-tag",
+                                    json={"name": MODEL, "version": "3", "key": key, "value": value})
+        assert done.status_code == 200, done.text
+    champion = wait_until("@champion to move to v3", lambda: compose_stack.alias(MODEL, "champion") == "3", WOKEN_WITHIN,
+                          compose_stack, interval=0.5)
+    TIMINGS["approval tag set in MLflow -> @champion (webhook wake, 600 s poll), seconds"] = time.monotonic() - started
+    return run_id, champion
+
+
+def test_an_approval_tag_set_in_mlflow_wakes_the_deferred_run_long_before_its_poll(compose_stack, admin, tag_approved_run):
+    run_id, _ = tag_approved_run
+    assert wait_until("the run", lambda: run_finished(admin, run_id), RUN_TIMEOUT, compose_stack) == "success"
+    # The reviewer's tags are a review channel, and the steps' own changes are in-band.
+    assert audit_rows(compose_stack, "out_of_band_change") == []
+    assert "3" in [row["version"] for row in audit_rows(compose_stack, "approved")]
+
+
+def test_an_alias_moved_by_hand_in_mlflow_is_audited_as_out_of_band(compose_stack, tag_approved_run):
+    moved = compose_stack.mlflow("ADMIN", "POST", "registered-models/alias", json={"name": MODEL, "alias": "champion", "version": "2"})
+    assert moved.status_code == 200, moved.text
+    [row] = wait_until("the out-of-band change in the audit trail", lambda: audit_rows(compose_stack, "out_of_band_change"),
+                       120, compose_stack, interval=0.5)
+    assert (row["version"], row["change"], row["alias"], row["old"], row["new"]) == (
+        "2", "model_version_alias.created", "champion", "3", "2")
