@@ -101,6 +101,8 @@ def test_the_trainer_sets_ordinary_tags(server, registered):
         ("POST", "model-versions/set-tag", {"key": lc.APPROVED_BY, "value": "someone"}, "'approved_by'"),
         ("POST", "model-versions/set-tag", {"key": lc.APPROVAL_TIMESTAMP, "value": "2026-01-01"}, "'approval_timestamp'"),
         ("POST", "model-versions/set-tag", {"key": lc.VALIDATION_STATUS, "value": "passed"}, "'validation_status'"),
+        # The canary evidence a promotion may require: forged figures would pass the canary rule.
+        ("POST", "model-versions/set-tag", {"key": lc.serving_tag("canary", "requests"), "value": "100000"}, "'serving_canary_requests'"),
         ("POST", "registered-models/alias", {"alias": lc.CHAMPION}, "'@champion'"),
         ("POST", "registered-models/alias", {"alias": lc.PREVIOUS_CHAMPION}, "'@previous_champion'"),
     ],

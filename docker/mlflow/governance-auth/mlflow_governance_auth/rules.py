@@ -12,7 +12,7 @@ Settings (all optional) come from the ``[governance]`` section of the basic-auth
 
     [governance]
     protected_tags = approval_status, approved_by, ...
-    protected_tag_prefixes = validation_
+    protected_tag_prefixes = validation_, serving_
     protected_aliases = champion, previous_champion, challenger
     model_creator_permission = EDIT
 """
@@ -44,7 +44,8 @@ DEFAULT_PROTECTED_TAGS = frozenset(
 )
 # The validation verdict and its evidence (validation_status, validation_accuracy, ...): the
 # policy auto-approves on them, so forging them would be approving.
-DEFAULT_PROTECTED_TAG_PREFIXES = ("validation_",)
+# serving_: the canary evidence a promotion may require (policy require_canary_evidence).
+DEFAULT_PROTECTED_TAG_PREFIXES = ("validation_", "serving_")
 DEFAULT_PROTECTED_ALIASES = frozenset({"champion", "previous_champion", "challenger"})
 # MLflow makes whoever creates a registered model its MANAGE holder; that would let a training
 # account approve the models it creates, so a non-admin creator keeps this permission instead.
