@@ -1,4 +1,4 @@
-"""The HTTP surface (FastAPI): /recommend, /score, /health, /version, /metrics.
+"""The HTTP surface (FastAPI): /recommend, /score, /live, /health (ready), /version, /metrics.
 
 Handlers parse, call ``answering.Answerer`` and serialise; a list the loaded tables hold is
 answered on the event loop (a dict lookup and a slice), anything that calls a model runs in the
@@ -86,6 +86,12 @@ def _add_model_routes(app: FastAPI, settings: ServingSettings, answerer: Answere
 
 def _add_status_routes(app: FastAPI, settings: ServingSettings, follower: RegistryFollower, metrics: ServingMetrics) -> None:
     """/health, /version and /metrics."""
+
+    @app.get("/live")
+    async def live() -> Response:
+        # Liveness, for the container health check: a fresh deployment has no @champion yet, and a
+        # server waiting for one is up (the stack's start waits on this), not failed.
+        return _json({"status": "live", "model": settings.model_name}, 200)
 
     @app.get("/health")
     async def health() -> Response:

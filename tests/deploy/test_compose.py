@@ -834,7 +834,7 @@ def test_model_server_runs_the_projects_server_on_its_port_with_a_health_check(s
     port = int(command_options(server)["--port"])
     assert container_ports(server) == {port}
     assert command_options(server)["--host"] == "0.0.0.0"
-    assert f"localhost:{port}/health" in " ".join(server["healthcheck"]["test"])
+    assert f"localhost:{port}/live" in " ".join(server["healthcheck"]["test"])
     # The image's PYTHONPATH and WORKDIR are where the project's include/ is mounted.
     dockerfile = SERVING_DOCKERFILE.read_text(encoding="utf-8")
     assert "ENV PYTHONPATH=/opt/serving" in dockerfile and "WORKDIR /opt/serving" in dockerfile
@@ -883,7 +883,7 @@ def test_the_stack_runner_plays_the_model_server_as_a_local_process(tmp_path):
     server = stack.services["model-server"]
     port = server.ports[8000]
     assert server.kind == "process" and server.command == ["python", "-m", "include.serving", "--host=127.0.0.1", f"--port={port}"]
-    assert f"127.0.0.1:{port}/health" in " ".join(server.healthcheck)
+    assert f"127.0.0.1:{port}/live" in " ".join(server.healthcheck)
     assert (Path(server.env["PYTHONPATH"]) / "include").resolve() == ROOT / "include"
     assert urlsplit(server.env["MLFLOW_TRACKING_URI"]).port == stack.ports.host_port("mlflow", 5000)
     assert stack.services["airflow-scheduler"].env["AIRFLOW_CONN_MODEL_SERVER"] == f"http://127.0.0.1:{port}"

@@ -228,3 +228,19 @@ def test_the_entry_point_refuses_a_missing_sqlite_store_and_a_bad_setting(tmp_pa
     done = subprocess.run([sys.executable, "-m", "include.serving", "--tracking-uri", f"sqlite:///{missing}"],
                           capture_output=True, text=True, env=env, cwd=REPO)
     assert done.returncode == 2 and "MOVIE_RECOMMENDER_SERVING_CANARY_SHARE='2'" in done.stderr
+
+
+def test_with_no_champion_the_server_is_live_but_not_ready():
+    # The container health check probes /live: a fresh stack has no @champion, and its start
+    # waits on that check; /health (readiness) stays 503 until one is loaded.
+    from types import SimpleNamespace
+
+    from fastapi.testclient import TestClient
+
+    from include.serving.app import create_app
+
+    settings = ServingSettings(model_name="m", tracking_uri="sqlite:///x.db")
+    client = TestClient(create_app(settings, SimpleNamespace(slots=Slots()), ServingMetrics()))
+    assert client.get("/live").status_code == 200
+    health = client.get("/health")
+    assert health.status_code == 503 and "no @champion of m" in health.json()["detail"]
