@@ -105,12 +105,16 @@ class AdminSession:
         return "created"
 
     def grant(self, username: str, resource_type: str, permission: str, resource_id: str = "*") -> None:
-        self._call(
-            "POST",
-            "/api/3.0/mlflow/users/permissions/grant",
-            f"grant {permission} on {resource_type} {resource_id} to {username}",
-            json={"username": username, "resource_type": resource_type, "resource_id": resource_id, "permission": permission},
+        what = f"grant {permission} on {resource_type} {resource_id} to {username}"
+        body = {"username": username, "resource_type": resource_type, "resource_id": resource_id, "permission": permission}
+        response = self.session.request(
+            "POST", f"{self.base}/api/3.0/mlflow/users/permissions/grant", timeout=_TIMEOUT, json=body
         )
+        # A re-run of mlflow-init (a stack restarted) finds its own grants: nothing to do.
+        if response.status_code == 400 and "RESOURCE_ALREADY_EXISTS" in response.text:
+            return
+        if response.status_code >= 400:
+            raise ProvisionError(f"{what}: HTTP {response.status_code}: {response.text[:300]}")
 
     def webhooks(self) -> list[dict]:
         """Every webhook on the server (admin only)."""
