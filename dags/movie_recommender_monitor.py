@@ -35,12 +35,13 @@ skip the audit-trail comparison).
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import Param, dag, task
 
 from include.governance.lifecycle import MODEL_NAME_PATTERN
+from mlflow_governance.common import DEFAULT_TASK_ARGS
 from mlflow_governance.drift import VerifyAuditTrailOperator
 from mlflow_governance.monitoring import ScoreChampionOperator, TriggerRetrainOperator, choose_after_scoring
 
@@ -79,7 +80,7 @@ MONITOR_OVERRIDES = {"monitor_window_days": "{{ params.window_days }}", "monitor
     max_active_runs=1,
     params=PARAMS,
     render_template_as_native_obj=True,
-    default_args={"owner": "ml-platform", "retries": 2, "retry_delay": timedelta(seconds=30)},
+    default_args=DEFAULT_TASK_ARGS,
     tags=["mlflow", "model-registry", "recommender", "monitoring"],
 )
 def movie_recommender_monitor():

@@ -31,12 +31,13 @@ the run continues.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from airflow.sdk import Param, chain, dag
 
 from include.governance.lifecycle import MODEL_NAME_PATTERN, MODEL_TYPES
 from include.recommender.run_tags import configured_experiment_name
+from mlflow_governance.common import DEFAULT_TASK_ARGS
 from mlflow_governance.hitl import ModelVersionHITLApprovalOperator
 from mlflow_governance.operators import (
     PromoteModelVersionOperator,
@@ -122,7 +123,7 @@ POLICY_OVERRIDES = (
     params=PARAMS,
     # Params render as native values (numbers, dicts), not strings, in operator fields.
     render_template_as_native_obj=True,
-    default_args={"owner": "ml-platform", "retries": 2, "retry_delay": timedelta(seconds=30)},
+    default_args=DEFAULT_TASK_ARGS,
     tags=["mlflow", "model-registry", "recommender"],
 )
 def movie_recommender_retrain():

@@ -19,11 +19,12 @@ The same is available from the command line:
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from airflow.sdk import Param, dag
 
 from include.governance.lifecycle import DEFAULT_MODEL_NAME, MODEL_NAME_PATTERN
+from mlflow_governance.common import DEFAULT_TASK_ARGS
 from mlflow_governance.operators import PlanRollbackOperator, RollbackModelOperator
 
 PARAMS = {
@@ -45,7 +46,7 @@ PARAMS = {
     max_active_runs=1,
     params=PARAMS,
     render_template_as_native_obj=True,
-    default_args={"owner": "ml-platform", "retries": 2, "retry_delay": timedelta(seconds=30)},
+    default_args=DEFAULT_TASK_ARGS,
     tags=["mlflow", "model-registry", "recommender", "rollback"],
 )
 def movie_recommender_rollback():

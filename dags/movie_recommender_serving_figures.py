@@ -28,11 +28,12 @@ month of ratings once a day.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from airflow.sdk import Param, dag
 
 from include.governance.lifecycle import DEFAULT_MODEL_NAME, MODEL_NAME_PATTERN
+from mlflow_governance.common import DEFAULT_TASK_ARGS
 from mlflow_governance.serving_figures import RecordServingFiguresOperator
 
 # Read at parse time from the environment only (no DB, no network).
@@ -55,7 +56,7 @@ PARAMS = {
     max_active_runs=1,
     params=PARAMS,
     render_template_as_native_obj=True,
-    default_args={"owner": "ml-platform", "retries": 2, "retry_delay": timedelta(seconds=30)},
+    default_args=DEFAULT_TASK_ARGS,
     tags=["mlflow", "model-registry", "recommender", "serving"],
 )
 def movie_recommender_serving_figures():

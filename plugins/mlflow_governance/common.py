@@ -7,6 +7,7 @@ parse time.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
@@ -14,6 +15,9 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from mlflow_governance.audit import AUDIT_CONN_ID
 from mlflow_governance.hooks import GOVERNANCE_CONN_ID, MlflowHook
+
+# Every DAG's task defaults but the review DAG's (a reviewer's decision is never retried).
+DEFAULT_TASK_ARGS = {"owner": "ml-platform", "retries": 2, "retry_delay": timedelta(seconds=30)}
 
 __all__ = [
     "AUDIT_CONN_ID",
