@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
@@ -194,6 +195,12 @@ def request_approval(
         policy=policy,
         validation_summary=mv.tags.get(lc.VALIDATION_SUMMARY, ""),
     )
+    if _already_requested(mv.tags, decision):
+        # A retried approve task: the same request is on record for this validation. Writing a
+        # new timestamp would make it a second request (a second audit row, a second "awaiting
+        # your decision" message) for the same validation.
+        log.info("%s approval already requested at %s: %s", where, mv.tags[lc.APPROVAL_TIMESTAMP], decision.status.value)
+        return decision
     set_tags(
         client,
         model_name,
@@ -206,6 +213,18 @@ def request_approval(
     )
     log.info("%s approval decision: %s (%s)", where, decision.status.value, decision.reason)
     return decision
+
+
+def _already_requested(tags: dict[str, str], decision: Decision) -> bool:
+    """Whether ``tags`` hold this same policy decision, requested after the version's validation."""
+    requested, validated = tags.get(lc.APPROVAL_TIMESTAMP), tags.get(lc.VALIDATION_TIMESTAMP)
+    if not requested or not validated or tags.get(lc.APPROVED_BY):
+        return False
+    same = (tags.get(lc.APPROVAL_STATUS), tags.get(lc.APPROVAL_REASON)) == (decision.status.value, decision.reason[:4000])
+    try:
+        return same and datetime.fromisoformat(requested) >= datetime.fromisoformat(validated)
+    except ValueError:  # a timestamp tag edited by hand: request again rather than guess
+        return False
 
 
 @dataclass(frozen=True)

@@ -242,3 +242,33 @@ def test_concurrent_promotions_leave_one_consistent_champion(mlflow_client, make
     assert outcomes.count(v3) == 4 and outcomes.count("refused") == 4
     assert get_aliases(mlflow_client, MODEL) == {lc.CHAMPION: v3, lc.PREVIOUS_CHAMPION: v1}
     assert tags_of(mlflow_client, v3)[lc.PREVIOUS_CHAMPION_VERSION] == v1
+
+
+def test_a_retried_approve_step_is_one_request_and_a_new_validation_is_a_new_one(mlflow_client, make_version, tmp_path):
+    from include.governance import steps
+    from include.governance.audit import AuditContext, AuditLog, AuditTrail, EventType
+
+    trail = AuditTrail(AuditLog(f"sqlite:///{tmp_path / 'audit.db'}"), mlflow_client)
+    dag = AuditContext(actor="carol", source="airflow", dag_id="movie_recommender_retrain", dag_run_id="manual__1")
+    v1 = make_version(submitted_by="trainer")
+    steps.validate(mlflow_client, MANUAL, trail, dag, MODEL, v1)
+
+    def requests():
+        return [e.dedup_key for e in trail.log.events(model_name=MODEL, kinds=[EventType.APPROVAL_REQUESTED])]
+
+    assert steps.request_approval(mlflow_client, MANUAL, trail, dag, MODEL, v1).status is lc.ApprovalStatus.PENDING
+    first_request = tags_of(mlflow_client, v1)[lc.APPROVAL_TIMESTAMP]
+    # The approve task retried (or cleared) with nothing changed: the same request, no second row.
+    assert steps.request_approval(mlflow_client, MANUAL, trail, dag, MODEL, v1).status is lc.ApprovalStatus.PENDING
+    assert tags_of(mlflow_client, v1)[lc.APPROVAL_TIMESTAMP] == first_request
+    assert len(requests()) == 1
+    # Validated again (a cleared validate task): the version is asked about anew.
+    steps.validate(mlflow_client, MANUAL, trail, dag, MODEL, v1)
+    steps.request_approval(mlflow_client, MANUAL, trail, dag, MODEL, v1)
+    assert tags_of(mlflow_client, v1)[lc.APPROVAL_TIMESTAMP] > first_request
+    assert len(requests()) == 2
+    # An expired request asked again is a new request too.
+    expire(mlflow_client, MODEL, v1, waited="1 minute")
+    steps.request_approval(mlflow_client, MANUAL, trail, dag, MODEL, v1)
+    assert tags_of(mlflow_client, v1)[lc.APPROVAL_STATUS] == lc.ApprovalStatus.PENDING.value
+    assert len(requests()) == 3
