@@ -1,7 +1,9 @@
 """The links a message carries: the Airflow run, its Required Actions page, the MLflow version page.
 
 Base URLs come from configuration, read when a message is built:
-- Airflow: ``[api] base_url`` (``AIRFLOW__API__BASE_URL``); unset, ``http://localhost:<[api] port>``.
+- Airflow: ``MOVIE_RECOMMENDER_AIRFLOW_UI_URL`` (where reviewers' browsers reach the UI, which a
+  deployment behind a port mapping or a proxy knows and Airflow does not); unset, ``[api] base_url``
+  (``AIRFLOW__API__BASE_URL``); unset too, ``http://localhost:<[api] port>``.
 - MLflow: ``MOVIE_RECOMMENDER_MLFLOW_UI_URL``; unset, the tracking URI when it is http(s). A
   local store (sqlite:, a path) has no UI address, so the message carries no MLflow link.
 """
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 MLFLOW_UI_URL_ENV = "MOVIE_RECOMMENDER_MLFLOW_UI_URL"
+AIRFLOW_UI_URL_ENV = "MOVIE_RECOMMENDER_AIRFLOW_UI_URL"
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,8 @@ def configured_bases(tracking_uri: str | None = None, environ: dict[str, str] | 
     mlflow = env.get(MLFLOW_UI_URL_ENV) or None
     if mlflow is None and tracking_uri and tracking_uri.split(":", 1)[0] in ("http", "https"):
         mlflow = tracking_uri
-    return LinkBases(airflow=_strip(_airflow_base_url()), mlflow=_strip(mlflow))
+    airflow = env.get(AIRFLOW_UI_URL_ENV) or _airflow_base_url()
+    return LinkBases(airflow=_strip(airflow), mlflow=_strip(mlflow))
 
 
 def _airflow_base_url() -> str | None:
