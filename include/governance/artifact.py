@@ -97,8 +97,11 @@ def load_local_model(path: str | Path):
     """
     import mlflow.pyfunc
 
+    from include.recommender.requirements_check import pins_checked_cheaply
+
     try:
-        return mlflow.pyfunc.load_model(str(path))
+        with pins_checked_cheaply():
+            return mlflow.pyfunc.load_model(str(path))
     except ARTIFACT_ERRORS as exc:
         raise ArtifactProblem(f"does not load as a pyfunc model: {type(exc).__name__}: {exc}") from exc
 

@@ -47,6 +47,7 @@ from include.recommender.holdout_metrics import (
 )
 from include.recommender.pyfunc import INPUT_COLUMNS
 from include.recommender.ranking import CatalogIndex
+from include.recommender.requirements_check import pins_checked_cheaply
 from include.recommender.schema import DataValidationError, MovieLensData
 from include.recommender.snapshot import fingerprint, ratings_before, temporal_split
 from include.recommender.training import MODEL_NAME_IN_RUN, tracking_uri_scope
@@ -188,7 +189,9 @@ def _evaluate(
         model_dir = mlflow.artifacts.download_artifacts(
             f"runs:/{run_id}/{MODEL_NAME_IN_RUN}", dst_path=str(Path(tmp) / "model")
         )
-        scored = _score_holdout(mlflow.pyfunc.load_model(model_dir), train, holdout, data, protocol)
+        with pins_checked_cheaply():
+            model = mlflow.pyfunc.load_model(model_dir)
+        scored = _score_holdout(model, train, holdout, data, protocol)
         scored.metrics["model_size_bytes"] = float(_directory_bytes(Path(model_dir)))
         bad = [name for name, value in scored.metrics.items() if not math.isfinite(value)]
         if bad:

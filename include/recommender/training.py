@@ -36,6 +36,7 @@ from include.recommender.data_snapshot import log_snapshot
 from include.recommender.fitting import FittedModel, fit_model
 from include.recommender.models import SKLEARN_MODEL_TYPES, build_estimator, effective_hyperparameters
 from include.recommender.pyfunc import DEFAULT_PARAMS, INPUT_COLUMNS
+from include.recommender.requirements_check import pins_checked_cheaply
 from include.recommender.run_tags import EXPERIMENT_TAGS, default_run_tags, run_name
 from include.recommender.schema import RATING_MAX, RATING_MIN, MovieLensData
 from include.recommender.snapshot import fingerprint, ratings_before, temporal_split
@@ -360,7 +361,7 @@ def _fit_and_log(
 def _log_model(fitted: FittedModel, train: pd.DataFrame) -> Any:
     """Log the fitted pyfunc model (signature, example, pinned requirements) in the active run."""
     example = train[list(INPUT_COLUMNS)].head(INPUT_EXAMPLE_ROWS).reset_index(drop=True)
-    with _staged_code() as code_dir:
+    with _staged_code() as code_dir, pins_checked_cheaply():
         return mlflow.pyfunc.log_model(
             name=MODEL_NAME_IN_RUN,
             python_model=fitted.python_model,
