@@ -84,19 +84,21 @@ def _seconds(environ: Mapping[str, str], name: str, default: float) -> float:
 
 @dataclass
 class WebhookStores:
-    """The audit table and the deliveries table, in the same audit database."""
+    """The audit table, the deliveries table and the steps' announcements, in the same audit database."""
 
     audit: Any
     deliveries: Any
+    intents: Any
 
 
 def stores_for_location(url: str) -> WebhookStores:
     """Both tables in the database at ``url`` (a SQLAlchemy URL)."""
     from include.governance.audit import AuditLog
+    from include.governance.audit.intents import IntentLog
     from include.governance.webhooks.deliveries import DeliveryLog
 
     audit = AuditLog(url)
-    return WebhookStores(audit=audit, deliveries=DeliveryLog(audit.engine))
+    return WebhookStores(audit=audit, deliveries=DeliveryLog(audit.engine), intents=IntentLog(audit.engine))
 
 
 def stores_from_airflow() -> WebhookStores:
@@ -180,7 +182,8 @@ async def settle(stores: WebhookStores, delivery: Any, settings: WebhookSettings
     try:
         while True:
             events = await run_in_threadpool(stores.audit.events, model_name=change.model_name)
-            verdict = judge(delivery, events, lookback=settings.lookback_seconds)
+            intents = await run_in_threadpool(_announced_steps, stores, change.model_name, delivery.received_at)
+            verdict = judge(delivery, events, lookback=settings.lookback_seconds, intents=intents)
             if verdict.in_band or time.monotonic() >= deadline:
                 break
             await asyncio.sleep(RECHECK_SECONDS)
@@ -190,6 +193,15 @@ async def settle(stores: WebhookStores, delivery: Any, settings: WebhookSettings
         await run_in_threadpool(_record_out_of_band, stores, delivery, verdict)
     except Exception:  # noqa: BLE001 - after the answer nobody can be told; audit verify still finds it
         log.exception("webhooks: could not judge delivery %s (%s)", delivery.delivery_id, change.describe())
+
+
+def _announced_steps(stores: WebhookStores, model_name: str, received_at: datetime) -> list:
+    """The steps announced on the model that may cover the change; none (logged) when unreadable."""
+    try:
+        return stores.intents.about(model_name, since=received_at)
+    except Exception:  # noqa: BLE001 - the audit trail alone still judges (a slow step may then look out-of-band)
+        log.warning("webhooks: the steps' announcements cannot be read", exc_info=True)
+        return []
 
 
 def _record_out_of_band(stores: WebhookStores, delivery: Any, verdict: Any) -> None:

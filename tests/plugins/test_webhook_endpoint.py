@@ -164,3 +164,35 @@ def test_the_plugin_mounts_the_app_under_its_prefix():
     [app] = MovieRecommenderWebhooksPlugin.fastapi_apps
     assert app["url_prefix"] == "/movie-recommender/webhooks"
     assert any(getattr(route, "path", None) == ENDPOINT for route in app["app"].routes)
+
+
+def test_a_step_s_changes_are_in_band_while_it_runs_before_its_audit_row(stores):
+    """validate tags a version a dozen times before it audits ``validated`` (a minute apart on a
+    loaded machine): the deliveries in between are the step's, announced, not out-of-band."""
+    from include.governance.audit import AuditTrail
+    from include.governance.steps.recording import announced
+
+    model = "webhook_intents_model"
+    mv = type("MV", (), {"name": model, "version": "1", "run_id": "r1", "tags": {}, "source": "s", "creation_timestamp": 0})
+    stores.audit.append(registered_event(mv, AuditContext(actor="carol", source="airflow")))
+    task = AuditContext(actor="carol", source="airflow", dag_id="movie_recommender_retrain", dag_run_id="manual__1",
+                        task_id="validate")
+    # No lookback after a step: a change after it finished is judged on the trail alone.
+    settings = WebhookSettings(secret=SECRET, grace_seconds=0, lookback_seconds=0)
+
+    def deliver(http, key, value, version):
+        body = body_of("model_version_tag", "set", {"name": model, "version": version, "key": key, "value": value})
+        assert http.post(ENDPOINT, content=body, headers=headers_for(body)).status_code == 200
+
+    def out_of_band():
+        return [(e.version, e.details["tag"]) for e in stores.audit.events(model_name=model)
+                if e.event.value == "out_of_band_change"]
+
+    with TestClient(create_app(settings, open_stores=lambda: stores)) as http:
+        with announced(AuditTrail(stores.audit, client=None), task, "validate", model, "2"):
+            deliver(http, "validation_status", "passed", "2")
+            # The announcement covers its own version only.
+            deliver(http, "validation_status", "passed", "1")
+        assert out_of_band() == [("1", "validation_status")]
+        deliver(http, "validation_accuracy", "0.99", "2")
+    assert out_of_band() == [("1", "validation_status"), ("2", "validation_accuracy")]

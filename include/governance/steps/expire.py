@@ -9,7 +9,7 @@ from include.governance.audit import AuditContext, AuditTrail, expired_event
 from include.governance import lifecycle as lc
 from include.governance.lifecycle import ApprovalStatus
 from include.governance.policy import GovernancePolicy
-from include.governance.steps.recording import record, version_now
+from include.governance.steps.recording import announced, record, version_now
 
 
 def expire(
@@ -31,8 +31,9 @@ def expire(
     :param waited: how long it waited, for the reason (e.g. ``"60 minutes"``).
     """
     # Expiry applies no threshold; the policy routes the expired event's notification.
-    changed = approval.expire(client, model_name, version, waited=waited)
-    mv = version_now(client, model_name, version)
-    if mv.tags.get(lc.APPROVAL_STATUS) == ApprovalStatus.EXPIRED.value:
-        record(trail, expired_event(mv, actor), policy=policy)
+    with announced(trail, actor, "expire", model_name, version):
+        changed = approval.expire(client, model_name, version, waited=waited)
+        mv = version_now(client, model_name, version)
+        if mv.tags.get(lc.APPROVAL_STATUS) == ApprovalStatus.EXPIRED.value:
+            record(trail, expired_event(mv, actor), policy=policy)
     return changed

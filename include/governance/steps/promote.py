@@ -8,7 +8,7 @@ from include.governance import promotion
 from include.governance.audit import AuditContext, AuditTrail, promotion_events
 from include.governance.policy import GovernancePolicy
 from include.governance.promotion import PromotionResult
-from include.governance.steps.recording import record, version_now
+from include.governance.steps.recording import announced, record, version_now
 
 
 def promote(
@@ -27,9 +27,11 @@ def promote(
     :raises PromotionRefused: not validated, not approved, approver not allowed, or stale.
     :raises ReadBackError: ``@champion`` did not read back as expected.
     """
-    result = promotion.promote(client, model_name, version, policy.approval)
-    if result.promoted_at:
-        mv = version_now(client, model_name, result.version)
-        old = version_now(client, model_name, result.previous_champion) if result.previous_champion else None
-        record(trail, *promotion_events(mv, old, actor, promoted_at=result.promoted_at), policy=policy)
+    # Model-wide: a promotion moves aliases and tags on the old champion and challenger too.
+    with announced(trail, actor, "promote", model_name):
+        result = promotion.promote(client, model_name, version, policy.approval)
+        if result.promoted_at:
+            mv = version_now(client, model_name, result.version)
+            old = version_now(client, model_name, result.previous_champion) if result.previous_champion else None
+            record(trail, *promotion_events(mv, old, actor, promoted_at=result.promoted_at), policy=policy)
     return result

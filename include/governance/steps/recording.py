@@ -10,12 +10,17 @@ from a first time, nor to keep a failed send in (every deployed channel has a tr
 from __future__ import annotations
 
 import logging
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from include.governance.audit import AuditEvent, AuditTrail
+from include.governance.audit import AuditContext, AuditEvent, AuditTrail
+from include.governance.audit.intents import IntentLog
 from include.governance.policy import GovernancePolicy
 
 log = logging.getLogger(__name__)
+_intent_logs: "weakref.WeakKeyDictionary[Any, IntentLog]" = weakref.WeakKeyDictionary()
 
 
 def record(
@@ -50,3 +55,38 @@ def _notify(policy: GovernancePolicy | None, trail: AuditTrail, events: list[Aud
 def version_now(client: Any, model_name: str, version: str | int) -> Any:
     """The version as a step left it (its tags are what the events are built from)."""
     return client.get_model_version(model_name, str(version))
+
+
+@contextmanager
+def announced(
+    trail: AuditTrail | None, actor: AuditContext, step: str, model_name: str, version: str | int | None = None
+) -> Iterator[None]:
+    """Announce ``step`` in the audit database before it changes the registry, and its end after.
+
+    The MLflow webhook endpoint reads the announcements to tell this step's changes from changes
+    made by hand (``include.governance.audit.intents``). ``version`` None: the step may change any
+    version of the model (alias moves). Best-effort, like notifications: a step never fails
+    because it could not announce itself (the cost is a false out-of-band report, which
+    ``audit verify`` would not repeat); the failure is logged.
+    """
+    if trail is None:
+        yield
+        return
+    intents = _intent_logs.get(trail.log)
+    if intents is None:
+        intents = _intent_logs.setdefault(trail.log, IntentLog(trail.log.engine))
+    where = f"{step} {model_name}" + (f" v{version}" if version is not None else "")
+    try:
+        intent_id = intents.start(model_name=model_name, version=version, step=step, actor=actor.actor,
+                                  source=actor.source, dag_run_id=actor.dag_run_id, task_id=actor.task_id)
+    except Exception:  # noqa: BLE001 - see the docstring
+        log.warning("could not announce %s in the audit database", where, exc_info=True)
+        intent_id = None
+    try:
+        yield
+    finally:
+        if intent_id is not None:
+            try:
+                intents.finish(intent_id)
+            except Exception:  # noqa: BLE001 - as above; the announcement stays open for OPEN_FOR
+                log.warning("could not record the end of %s in the audit database", where, exc_info=True)

@@ -8,7 +8,7 @@ from include.governance import approval
 from include.governance.approval import Decision
 from include.governance.audit import AuditContext, AuditTrail, approval_events
 from include.governance.policy import GovernancePolicy
-from include.governance.steps.recording import record, version_now
+from include.governance.steps.recording import announced, record, version_now
 
 
 def request_approval(
@@ -26,7 +26,8 @@ def request_approval(
 
     :raises ApprovalError: the version has not been validated.
     """
-    decision = approval.request_approval(client, model_name, version, policy.approval)
-    if decision.decided_by is None:
-        record(trail, *approval_events(version_now(client, model_name, version), actor), policy=policy)
+    with announced(trail, actor, "request approval", model_name, version):
+        decision = approval.request_approval(client, model_name, version, policy.approval)
+        if decision.decided_by is None:
+            record(trail, *approval_events(version_now(client, model_name, version), actor), policy=policy)
     return decision

@@ -27,7 +27,7 @@ from include.governance.audit import (
 from include.governance.lifecycle import ApprovalStatus
 from include.governance.policy import GovernancePolicy
 from include.governance.registry import get_aliases, require_version
-from include.governance.steps.recording import record, version_now
+from include.governance.steps.recording import announced, record, version_now
 
 _DECISION_EVENTS = (EventType.APPROVED, EventType.REJECTED)
 
@@ -68,16 +68,17 @@ def record_review(
     :raises VersionNotFound: no such version.
     """
     mv = require_version(client, model_name, version)
-    try:
-        result = approval.record_review(
-            client, model_name, version, approve=approve, reviewer=reviewer, notes=notes,
-            policy=policy_of_run(policy, mv.tags).approval,
-        )
-    except ReviewRefused as refused:
-        decision = ApprovalStatus.APPROVED if approve else ApprovalStatus.REJECTED
-        record(trail, _refusal(mv, actor, refused, decision, notes, answered_at), policy=policy)
-        raise
-    record(trail, review_event(version_now(client, model_name, version), actor), policy=policy)
+    with announced(trail, actor, "review", model_name, version):
+        try:
+            result = approval.record_review(
+                client, model_name, version, approve=approve, reviewer=reviewer, notes=notes,
+                policy=policy_of_run(policy, mv.tags).approval,
+            )
+        except ReviewRefused as refused:
+            decision = ApprovalStatus.APPROVED if approve else ApprovalStatus.REJECTED
+            record(trail, _refusal(mv, actor, refused, decision, notes, answered_at), policy=policy)
+            raise
+        record(trail, review_event(version_now(client, model_name, version), actor), policy=policy)
     return result
 
 

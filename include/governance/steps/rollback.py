@@ -8,7 +8,7 @@ from include.governance import rollback as rollbacks
 from include.governance.audit import AuditContext, AuditTrail
 from include.governance.policy import GovernancePolicy
 from include.governance.rollback import RollbackPlan, RollbackResult, plan_rollback
-from include.governance.steps.recording import record
+from include.governance.steps.recording import announced, record
 
 __all__ = ["plan_rollback", "rollback"]
 
@@ -31,6 +31,7 @@ def rollback(
     :raises VersionNotFound: the planned version is gone.
     """
     # A rollback's rules are the version's history, not thresholds; the policy routes notifications.
-    result = rollbacks.execute_rollback(client, plan, actor=actor.actor, reason=reason)
-    record(trail, *rollbacks.rollback_events(client, result, actor), policy=policy)
+    with announced(trail, actor, "rollback", plan.model_name):
+        result = rollbacks.execute_rollback(client, plan, actor=actor.actor, reason=reason)
+        record(trail, *rollbacks.rollback_events(client, result, actor), policy=policy)
     return result

@@ -6,7 +6,7 @@ from mlflow import MlflowClient
 
 from include.governance.audit import AuditContext, AuditTrail, validated_event
 from include.governance.policy import GovernancePolicy
-from include.governance.steps.recording import record, version_now
+from include.governance.steps.recording import announced, record, version_now
 from include.governance.validation import ValidationOutcome, validate_model_version
 
 
@@ -22,6 +22,7 @@ def validate(
 
     A failed validation is a verdict, not an error: it is tagged and audited like a pass.
     """
-    outcome = validate_model_version(client, model_name, version, policy)
-    record(trail, validated_event(version_now(client, model_name, outcome.version), actor), policy=policy)
+    with announced(trail, actor, "validate", model_name, version):
+        outcome = validate_model_version(client, model_name, version, policy)
+        record(trail, validated_event(version_now(client, model_name, outcome.version), actor), policy=policy)
     return outcome

@@ -1,8 +1,11 @@
 """In-band or out-of-band: did a step of the project make the change a webhook reports?
 
-Every step changes the registry first and appends its audit row right after, so a change is
+Every step announces itself in the audit database before it changes the registry and says when
+it has finished (``include.governance.audit.intents``), then appends its audit row. A change that
+arrives while a step on its version (or on its whole model: promote, rollback) is under way, or
+within ``lookback`` seconds after it finished, is that step's: in-band. Otherwise the change is
 judged against the audit trail a short while after it arrives (the caller re-judges every second
-until a grace period ends; a change found in-band is settled at once). The rule:
+until a grace period ends; a change found in-band is settled at once):
 
 - **alias** (``@champion``, ``@challenger``, ``@previous_champion``; others are not governed):
   in-band when it leaves the alias where the audit trail already had it, or when an audit row
@@ -21,18 +24,19 @@ until a grace period ends; a change found in-band is settled at once). The rule:
 
 Anything else, once the grace period is over, is an ``out_of_band_change`` event naming what
 changed and, where the trail knows it, the audited value it replaced. A by-hand change to the
-same version within ``lookback`` of one of its steps can pass as in-band; ``audit verify``
-(which compares the whole state) still reports it.
+same version while one of its steps runs, or within ``lookback`` of one, can pass as in-band;
+``audit verify`` (which compares the whole state) still reports it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from include.governance import lifecycle as lc
 from include.governance.audit import AuditEvent, EventType
+from include.governance.audit.intents import StepIntent
 from include.governance.drift import GOVERNED_ALIASES, expected_state
 from include.governance.webhooks import changes as ch
 from include.governance.webhooks.deliveries import Delivery
@@ -88,18 +92,29 @@ def watched(change: ch.RegistryChange) -> bool:
     return change.event == ch.VERSION_CREATED
 
 
-def judge(delivery: Delivery, events: Sequence[AuditEvent], *, lookback: float) -> Verdict:
-    """Judge a watched change against the model's audit events (oldest first) as they are now."""
+def judge(
+    delivery: Delivery, events: Sequence[AuditEvent], *, lookback: float, intents: Sequence[StepIntent] = ()
+) -> Verdict:
+    """Judge a watched change against the model's audit events (oldest first) and the steps
+    announced on it (``intents``), as they are now."""
     change = delivery.change
     if not events:
         return Verdict(True, f"the audit trail knows no model {change.model_name!r}: not governed here", change.version)
     since = delivery.received_at - timedelta(seconds=lookback)
     evidence = [e for e in events if e.event is not EventType.OUT_OF_BAND_CHANGE]
     if change.event in (ch.ALIAS_CREATED, ch.ALIAS_DELETED):
-        return _judge_alias(change, evidence, delivery.received_at, since)
-    if change.event in (ch.TAG_SET, ch.TAG_DELETED):
-        return _judge_tag(change, evidence, delivery.received_at, since)
-    return _judge_creation(change, evidence)
+        verdict = _judge_alias(change, evidence, delivery.received_at, since)
+    elif change.event in (ch.TAG_SET, ch.TAG_DELETED):
+        verdict = _judge_tag(change, evidence, delivery.received_at, since)
+    else:
+        verdict = _judge_creation(change, evidence)
+    if verdict.in_band:
+        return verdict
+    after = timedelta(seconds=lookback)
+    for intent in intents:
+        if intent.covers(change.model_name, verdict.version, delivery.received_at, after=after):
+            return replace(verdict, in_band=True, why=f"announced step: {intent.describe()}")
+    return verdict
 
 
 def _judge_alias(change: ch.RegistryChange, events: list[AuditEvent], received: datetime, since: datetime) -> Verdict:

@@ -1,0 +1,164 @@
+"""Step announcements: "this step is about to change the registry", written before it does.
+
+A step changes the registry first and appends its audit row once it is done, which on a loaded
+machine can be a minute after its first tag (validate writes a dozen tags, one request each).
+MLflow's webhook for each of those tags arrives in between, and the webhook endpoint must tell a
+step's change from one made by hand (``include.governance.webhooks.out_of_band``). So a step
+announces itself first, and says when it has finished: two rows, both inserts (the audit
+database's writer role may only INSERT and SELECT), tied by one ``intent_id``. A change that
+arrives while a step on its version (or, with ``version`` empty, on its model) is under way, or
+shortly after it finished, is that step's.
+
+A step that dies between the two rows leaves its announcement open; it covers changes for
+``OPEN_FOR`` at most (so a crash does not hide later by-hand changes for long).
+``docker/airflow/migrate-audit-db`` creates the table as the owner, like the audit table.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import sqlalchemy as sa
+
+TABLE_NAME = "governance_step_intents"
+STARTED, FINISHED = "started", "finished"
+# Longer than any step takes (validate and promote take about a minute on a loaded 2-core machine).
+OPEN_FOR = timedelta(minutes=30)
+# Serialises the table's creation when two processes start on a fresh PostgreSQL database.
+_PG_LOCK_KEY = 7_311_204_457
+
+metadata = sa.MetaData()
+intents_table = sa.Table(
+    TABLE_NAME,
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("intent_id", sa.String(36), nullable=False),
+    sa.Column("phase", sa.String(16), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("model_name", sa.String(256), nullable=False),
+    sa.Column("version", sa.String(32)),
+    sa.Column("step", sa.String(64), nullable=False),
+    sa.Column("actor", sa.String(256)),
+    sa.Column("source", sa.String(64)),
+    sa.Column("dag_run_id", sa.String(250)),
+    sa.Column("task_id", sa.String(250)),
+    sa.Index(f"ix_{TABLE_NAME}_model_at", "model_name", "at"),
+)
+
+
+@dataclass(frozen=True)
+class StepIntent:
+    """One announced step: when it started, when it finished (None: not yet, or it died)."""
+
+    intent_id: str
+    model_name: str
+    version: str | None
+    step: str
+    actor: str | None
+    source: str | None
+    dag_run_id: str | None
+    task_id: str | None
+    started_at: datetime
+    finished_at: datetime | None = None
+
+    def covers(self, model_name: str, version: str | None, at: datetime, *, after: timedelta) -> bool:
+        """Whether a change to ``model_name`` v``version`` seen at ``at`` may be this step's.
+
+        :param after: how long after the step finished its changes may still arrive (webhook
+            deliveries lag the change by seconds, more on a loaded machine).
+        """
+        if model_name != self.model_name or (self.version is not None and version != self.version):
+            return False
+        until = self.finished_at + after if self.finished_at else self.started_at + OPEN_FOR
+        return self.started_at <= at <= until
+
+    def describe(self) -> str:
+        where = f"v{self.version}" if self.version else "the model"
+        who = f"run {self.dag_run_id} task {self.task_id}" if self.dag_run_id else (self.source or "a step")
+        state = f"finished {self.finished_at:%H:%M:%S}" if self.finished_at else "not finished"
+        return f"{self.step} on {where} by {self.actor} ({who}), started {self.started_at:%H:%M:%S}, {state}"
+
+
+class IntentLog:
+    """The announcements table in the audit database (SQLite or PostgreSQL)."""
+
+    def __init__(self, engine: sa.engine.Engine) -> None:
+        self.engine = engine
+        self._schema_ready = False
+
+    def ensure_schema(self) -> None:
+        """Create the table and its index when missing (no DDL at all when they exist)."""
+        if self._schema_ready:
+            return
+        with self.engine.connect() as conn:
+            inspector = sa.inspect(conn)
+            complete = inspector.has_table(TABLE_NAME) and {
+                index["name"] for index in inspector.get_indexes(TABLE_NAME)
+            } >= {index.name for index in intents_table.indexes}
+        if not complete:
+            try:
+                with self.engine.begin() as conn:
+                    if self.engine.dialect.name == "postgresql":
+                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+                    metadata.create_all(conn, checkfirst=True)
+                    for index in intents_table.indexes:
+                        index.create(conn, checkfirst=True)
+            except sa.exc.OperationalError as exc:
+                # SQLite has no advisory lock: two processes starting together both create it.
+                if "already exists" not in str(exc):
+                    raise
+        self._schema_ready = True
+
+    def start(self, *, model_name: str, version: str | None, step: str, actor: str | None = None,
+              source: str | None = None, dag_run_id: str | None = None, task_id: str | None = None) -> str:
+        """Announce a step; return its ``intent_id`` for :meth:`finish`."""
+        intent_id = str(uuid.uuid4())
+        self._insert(intent_id, STARTED, model_name=model_name, version=None if version is None else str(version),
+                     step=step, actor=actor, source=source, dag_run_id=dag_run_id, task_id=task_id)
+        return intent_id
+
+    def finish(self, intent_id: str) -> None:
+        """Say that the announced step is done (its ``started`` row names the rest)."""
+        self.ensure_schema()
+        table = intents_table
+        with self.engine.connect() as conn:
+            started = conn.execute(
+                sa.select(table).where(table.c.intent_id == intent_id, table.c.phase == STARTED)
+            ).mappings().first()
+        if started is None:
+            raise ValueError(f"no started step intent {intent_id!r}")
+        fields = {k: started[k] for k in ("model_name", "version", "step", "actor", "source", "dag_run_id", "task_id")}
+        self._insert(intent_id, FINISHED, **fields)
+
+    def about(self, model_name: str, *, since: datetime) -> list[StepIntent]:
+        """The steps on ``model_name`` started from ``since - OPEN_FOR`` on (those that can still cover a change)."""
+        self.ensure_schema()
+        table = intents_table
+        query = (
+            sa.select(table)
+            .where(table.c.model_name == model_name, table.c.at >= since - OPEN_FOR)
+            .order_by(table.c.id)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
+        started = {row["intent_id"]: row for row in rows if row["phase"] == STARTED}
+        finished = {row["intent_id"]: _utc(row["at"]) for row in rows if row["phase"] == FINISHED}
+        return [
+            StepIntent(intent_id=key, model_name=row["model_name"], version=row["version"], step=row["step"],
+                       actor=row["actor"], source=row["source"], dag_run_id=row["dag_run_id"],
+                       task_id=row["task_id"], started_at=_utc(row["at"]), finished_at=finished.get(key))
+            for key, row in started.items()
+        ]
+
+    def _insert(self, intent_id: str, phase: str, **fields) -> None:
+        self.ensure_schema()
+        with self.engine.begin() as conn:
+            conn.execute(sa.insert(intents_table).values(intent_id=intent_id, phase=phase,
+                                                         at=datetime.now(timezone.utc), **fields))
+
+
+def _utc(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes (stored as UTC).
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
