@@ -4,6 +4,7 @@ Usage (from the repository root):
 
     .venv/bin/python bench/orchestration_overhead.py                 # 3 repeats, DAG defaults
     .venv/bin/python bench/orchestration_overhead.py --repeats 5 --model-type logistic_regression
+    .venv/bin/python bench/orchestration_overhead.py --plain-only   # the script side alone (issue #14)
 
 Both sides run the same steps on the same data (same source, seed, cutoff and model type), each
 in a fresh interpreter, each repeat with a fresh MLflow SQLite store (a copy of one migrated once, as a
@@ -19,6 +20,12 @@ breakdown of where the DAG's extra time goes: process start-up and DAG parsing (
 task starts), per-task overhead (task wall time minus the same step in the script), gaps between
 tasks, and the tail after the last task. Writes bench/results/orchestration_overhead.json. The
 goal (DAG wall at most 1.10x the script's) is reported, never asserted.
+
+``--plain-only`` runs the script side alone, ``--repeats`` times, and writes
+bench/results/orchestration_overhead_plain.json: wall, per-step seconds and their sum without the
+imports (the pipeline's own work; goal at most PLAIN_GOAL_SECONDS, reported, never asserted), the
+load average around each run, and the metrics each run logged, so a speed-up can show that every
+metric but the timings stayed the same.
 """
 
 from __future__ import annotations
@@ -49,6 +56,9 @@ EXPERIMENT_NAME = configured_experiment_name()  # the DAG's experiment (MLFLOW_E
 CUTOFF = "2026-01-01T00:00:00+00:00"
 STEPS = ["train", "log", "register", "validate", "approve", "review_in_airflow", "wait_for_approval", "promote"]
 GOAL_RATIO = 1.10
+PLAIN_GOAL_SECONDS = 6.0  # issue #14: the plain pipeline's own work at 100k
+# Metrics that time something: they differ run to run; every other logged metric must not.
+TIMING_METRICS = ("training_time_seconds", "inference_p50_ms", "inference_p95_ms")
 DAG_TIMEOUT = 900
 
 
@@ -313,7 +323,25 @@ def run_script(stores: dict[str, str], model_type: str, data_source: str) -> dic
     if done.returncode != 0:
         raise RuntimeError(f"the plain script failed ({done.returncode}):\n{done.stderr[-4000:]}")
     steps = json.loads(done.stdout.strip().splitlines()[-1])
-    return {"wall_seconds": wall, "load_average": load, "step_seconds": steps, "startup_seconds": wall - sum(steps.values())}
+    return {
+        "wall_seconds": wall,
+        "load_average": load,
+        "load_average_after": load_average(),
+        "step_seconds": steps,
+        "own_seconds": sum(v for k, v in steps.items() if k != "imports"),
+        "startup_seconds": wall - sum(steps.values()),
+        "metrics": logged_metrics(stores["tracking_uri"]),
+    }
+
+
+def logged_metrics(tracking_uri: str) -> dict[str, float]:
+    """Every metric the run logged, as key or key@step (curves), read from the SQLite store."""
+    with sqlite3.connect(tracking_uri.removeprefix("sqlite:///")) as db:
+        rows = db.execute("SELECT key, step, value FROM metrics ORDER BY key, step").fetchall()
+    steps_per_key = {}
+    for key, step, _ in rows:
+        steps_per_key[key] = steps_per_key.get(key, 0) + 1
+    return {(key if steps_per_key[key] == 1 else f"{key}@{step}"): value for key, step, value in rows}
 
 
 # --- the report ---------------------------------------------------------------------------------
@@ -344,6 +372,65 @@ def run(repeats: int, model_type: str, data_source: str, keep: bool) -> dict:
         else:
             shutil.rmtree(root, ignore_errors=True)
     return {"machine": where, **summarize(dag_runs, script_runs, setup_seconds, conf, repeats)}
+
+
+def run_plain(repeats: int, model_type: str, data_source: str) -> dict:
+    """The script side alone, repeats times, each on a fresh copy of one migrated store."""
+    where = machine()
+    root = Path(tempfile.mkdtemp(prefix="bench-plain-"))
+    try:
+        template = migrated_store_template(root)
+        runs = []
+        for repeat in range(repeats):
+            runs.append(run_script(fresh_stores(root, f"script-{repeat}", template), model_type, data_source))
+            say(f"repeat {repeat + 1}/{repeats}: script {runs[-1]['wall_seconds']:.1f} s, "
+                f"own work {runs[-1]['own_seconds']:.1f} s (load {runs[-1]['load_average']})")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    own = median(r["own_seconds"] for r in runs)
+    steps = ["imports", *STEPS]
+    first = runs[0]["metrics"]
+    differing = sorted(
+        key for r in runs[1:] for key in set(first) | set(r["metrics"])
+        if key.split("@")[0] not in TIMING_METRICS and first.get(key) != r["metrics"].get(key)
+    )
+    return {
+        "machine": where,
+        "conf": {"model_type": model_type, "data_source": data_source, "data_cutoff": CUTOFF},
+        "repeats": repeats,
+        "wall_seconds_median": median(r["wall_seconds"] for r in runs),
+        "own_seconds_median": own,
+        "step_seconds_median": {step: median(r["step_seconds"][step] for r in runs) for step in steps},
+        "startup_seconds_median": median(r["startup_seconds"] for r in runs),
+        "goal": {"target": f"own work <= {PLAIN_GOAL_SECONDS} s", "value": own, "met": own <= PLAIN_GOAL_SECONDS},
+        "metrics_differing_between_runs": differing,  # timing metrics excepted; [] = the same figures
+        "runs": runs,
+        "load_average_at_end": load_average(),
+    }
+
+
+def render_plain(report: dict) -> str:
+    steps = report["step_seconds_median"]
+    lines = [
+        f"repeats: {report['repeats']}   conf: {json.dumps(report['conf'])}",
+        f"load average (before -> after each run): "
+        + ", ".join(f"{r['load_average']} -> {r['load_average_after']}" for r in report["runs"]),
+        "",
+        "| | median s | runs |",
+        "|---|---|---|",
+        f"| wall (fresh interpreter) | {report['wall_seconds_median']:.1f} | {_walls(report['runs'])} |",
+        f"| own work (steps, no imports) | {report['own_seconds_median']:.1f} | "
+        + ", ".join(f"{r['own_seconds']:.1f}" for r in report["runs"]) + " |",
+        f"| interpreter start-up | {report['startup_seconds_median']:.1f} | |",
+    ]
+    lines += [f"| {step} | {seconds:.2f} | |" for step, seconds in steps.items()]
+    lines += [
+        "",
+        f"goal {report['goal']['target']}: {report['own_seconds_median']:.1f} s -> "
+        f"{'MET' if report['goal']['met'] else 'MISSED'}",
+        f"non-timing metrics differing between runs: {report['metrics_differing_between_runs'] or 'none'}",
+    ]
+    return "\n".join(lines)
 
 
 def summarize(dag_runs: list[dict], script_runs: list[dict], setup_seconds: float, conf: dict, repeats: int) -> dict:
@@ -420,8 +507,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=positive_int, default=3, help="runs of each side (default 3)")
     parser.add_argument("--model-type", default="hist_gradient_boosting", help="the DAG's model_type param")
     parser.add_argument("--data-source", default="synthetic", help="the DAG's data_source param")
-    parser.add_argument("--output", type=Path, default=REPO / "bench" / "results" / "orchestration_overhead.json")
+    parser.add_argument("--output", type=Path, help="default bench/results/orchestration_overhead[_plain].json")
     parser.add_argument("--keep", action="store_true", help="keep the temporary stores and logs")
+    parser.add_argument("--plain-only", action="store_true",
+                        help="run only the plain script (default output orchestration_overhead_plain.json)")
     # The script side, run by the benchmark itself in a fresh interpreter.
     parser.add_argument("--plain-pipeline", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--tracking-uri", help=argparse.SUPPRESS)
@@ -443,9 +532,15 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.model_type not in MODEL_TYPES:
         parser.error(f"--model-type {args.model_type!r} is not one of {', '.join(MODEL_TYPES)}")
+    results = REPO / "bench" / "results"
+    if args.plain_only:
+        report = run_plain(args.repeats, args.model_type, args.data_source)
+        print(render_plain(report))
+        print(f"\nwritten: {write_report(report, args.output or results / 'orchestration_overhead_plain.json')}")
+        return 0
     report = run(args.repeats, args.model_type, args.data_source, args.keep)
     print(render(report))
-    print(f"\nwritten: {write_report(report, args.output)}")
+    print(f"\nwritten: {write_report(report, args.output or results / 'orchestration_overhead.json')}")
     return 0
 
 
