@@ -177,7 +177,7 @@ def test_a_step_s_changes_are_in_band_while_it_runs_before_its_audit_row(stores)
     stores.audit.append(registered_event(mv, AuditContext(actor="carol", source="airflow")))
     task = AuditContext(actor="carol", source="airflow", dag_id="movie_recommender_retrain", dag_run_id="manual__1",
                         task_id="validate")
-    # No lookback after a step: a change after it finished is judged on the trail alone.
+    # No lookback: the registered row just written would otherwise vouch for v1's tags.
     settings = WebhookSettings(secret=SECRET, grace_seconds=0, lookback_seconds=0)
 
     def deliver(http, key, value, version):
@@ -194,5 +194,6 @@ def test_a_step_s_changes_are_in_band_while_it_runs_before_its_audit_row(stores)
             # The announcement covers its own version only.
             deliver(http, "validation_status", "passed", "1")
         assert out_of_band() == [("1", "validation_status")]
+        # After the step (which here wrote no audit row about v2) its announcement covers nothing.
         deliver(http, "validation_accuracy", "0.99", "2")
     assert out_of_band() == [("1", "validation_status"), ("2", "validation_accuracy")]

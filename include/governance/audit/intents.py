@@ -6,8 +6,9 @@ MLflow's webhook for each of those tags arrives in between, and the webhook endp
 step's change from one made by hand (``include.governance.webhooks.out_of_band``). So a step
 announces itself first, and says when it has finished: two rows, both inserts (the audit
 database's writer role may only INSERT and SELECT), tied by one ``intent_id``. A change that
-arrives while a step on its version (or, with ``version`` empty, on its model) is under way, or
-shortly after it finished, is that step's.
+arrives while a step on its version (or, with ``version`` empty, on its model) is under way is
+that step's; one that arrives after the step finished is judged by the step's audit rows, which
+exist by then (so a by-hand change right after a promotion is still caught).
 
 A step that dies between the two rows leaves its announcement open; it covers changes for
 ``OPEN_FOR`` at most (so a crash does not hide later by-hand changes for long).
@@ -22,8 +23,12 @@ from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
 
+from include.governance.audit.tables import SideTable
+
 TABLE_NAME = "governance_step_intents"
 STARTED, FINISHED = "started", "finished"
+# The step's host and the endpoint's may disagree on the time by this much.
+CLOCK_SKEW = timedelta(seconds=2)
 # Longer than any step takes (validate and promote take about a minute on a loaded 2-core machine).
 OPEN_FOR = timedelta(minutes=30)
 # Serialises the table's creation when two processes start on a fresh PostgreSQL database.
@@ -63,16 +68,13 @@ class StepIntent:
     started_at: datetime
     finished_at: datetime | None = None
 
-    def covers(self, model_name: str, version: str | None, at: datetime, *, after: timedelta) -> bool:
-        """Whether a change to ``model_name`` v``version`` seen at ``at`` may be this step's.
-
-        :param after: how long after the step finished its changes may still arrive (webhook
-            deliveries lag the change by seconds, more on a loaded machine).
-        """
+    def covers(self, model_name: str, version: str | None, at: datetime) -> bool:
+        """Whether a change to ``model_name`` v``version`` received at ``at`` may be this step's:
+        the step was under way then. After it finished, its audit rows speak for it."""
         if model_name != self.model_name or (self.version is not None and version != self.version):
             return False
-        until = self.finished_at + after if self.finished_at else self.started_at + OPEN_FOR
-        return self.started_at <= at <= until
+        until = self.finished_at if self.finished_at else self.started_at + OPEN_FOR
+        return self.started_at - CLOCK_SKEW <= at <= until
 
     def describe(self) -> str:
         where = f"v{self.version}" if self.version else "the model"
@@ -81,35 +83,11 @@ class StepIntent:
         return f"{self.step} on {where} by {self.actor} ({who}), started {self.started_at:%H:%M:%S}, {state}"
 
 
-class IntentLog:
+class IntentLog(SideTable):
     """The announcements table in the audit database (SQLite or PostgreSQL)."""
 
-    def __init__(self, engine: sa.engine.Engine) -> None:
-        self.engine = engine
-        self._schema_ready = False
-
-    def ensure_schema(self) -> None:
-        """Create the table and its index when missing (no DDL at all when they exist)."""
-        if self._schema_ready:
-            return
-        with self.engine.connect() as conn:
-            inspector = sa.inspect(conn)
-            complete = inspector.has_table(TABLE_NAME) and {
-                index["name"] for index in inspector.get_indexes(TABLE_NAME)
-            } >= {index.name for index in intents_table.indexes}
-        if not complete:
-            try:
-                with self.engine.begin() as conn:
-                    if self.engine.dialect.name == "postgresql":
-                        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
-                    metadata.create_all(conn, checkfirst=True)
-                    for index in intents_table.indexes:
-                        index.create(conn, checkfirst=True)
-            except sa.exc.OperationalError as exc:
-                # SQLite has no advisory lock: two processes starting together both create it.
-                if "already exists" not in str(exc):
-                    raise
-        self._schema_ready = True
+    table = intents_table
+    pg_lock_key = _PG_LOCK_KEY
 
     def start(self, *, model_name: str, version: str | None, step: str, actor: str | None = None,
               source: str | None = None, dag_run_id: str | None = None, task_id: str | None = None) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from include.governance.audit.tables import SideTable
 from include.governance.webhooks.changes import RegistryChange
 
 TABLE_NAME = "mlflow_webhook_deliveries"
@@ -56,36 +57,14 @@ class Delivery:
     id: int | None = None
 
 
-class DeliveryLog:
+class DeliveryLog(SideTable):
     """The deliveries table in one database (SQLite or PostgreSQL).
 
     :param engine: the audit database's engine (``AuditLog.engine``).
     """
 
-    def __init__(self, engine: sa.engine.Engine) -> None:
-        self.engine = engine
-        self._schema_ready = False
-
-    def ensure_schema(self) -> None:
-        """Create the table and its indexes when missing (no DDL at all when they exist)."""
-        if self._schema_ready:
-            return
-        if not self._complete():
-            with self.engine.begin() as conn:
-                if self.engine.dialect.name == "postgresql":
-                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
-                metadata.create_all(conn, checkfirst=True)
-                for index in deliveries_table.indexes:
-                    index.create(conn, checkfirst=True)
-        self._schema_ready = True
-
-    def _complete(self) -> bool:
-        with self.engine.connect() as conn:
-            inspector = sa.inspect(conn)
-            if not inspector.has_table(TABLE_NAME):
-                return False
-            present = {index["name"] for index in inspector.get_indexes(TABLE_NAME)}
-        return all(index.name in present for index in deliveries_table.indexes)
+    table = deliveries_table
+    pg_lock_key = _PG_LOCK_KEY
 
     def record(self, delivery: Delivery) -> int | None:
         """Insert the delivery; return its row id, or None when its delivery id is already there."""

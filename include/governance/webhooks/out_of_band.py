@@ -2,9 +2,8 @@
 
 Every step announces itself in the audit database before it changes the registry and says when
 it has finished (``include.governance.audit.intents``), then appends its audit row. A change that
-arrives while a step on its version (or on its whole model: promote, rollback) is under way, or
-within ``lookback`` seconds after it finished, is that step's: in-band. Otherwise the change is
-judged against the audit trail a short while after it arrives (the caller re-judges every second
+arrives while a step on its version (or on its whole model: promote, rollback) is under way is
+that step's: in-band. Otherwise (after the step, its audit rows exist) the change is judged against the audit trail a short while after it arrives (the caller re-judges every second
 until a grace period ends; a change found in-band is settled at once):
 
 - **alias** (``@champion``, ``@challenger``, ``@previous_champion``; others are not governed):
@@ -24,7 +23,7 @@ until a grace period ends; a change found in-band is settled at once):
 
 Anything else, once the grace period is over, is an ``out_of_band_change`` event naming what
 changed and, where the trail knows it, the audited value it replaced. A by-hand change to the
-same version while one of its steps runs, or within ``lookback`` of one, can pass as in-band;
+same version while one of its steps runs, or within ``lookback`` of one's audit row, can pass as in-band;
 ``audit verify`` (which compares the whole state) still reports it.
 """
 
@@ -110,9 +109,8 @@ def judge(
         verdict = _judge_creation(change, evidence)
     if verdict.in_band:
         return verdict
-    after = timedelta(seconds=lookback)
     for intent in intents:
-        if intent.covers(change.model_name, verdict.version, delivery.received_at, after=after):
+        if intent.covers(change.model_name, verdict.version, delivery.received_at):
             return replace(verdict, in_band=True, why=f"announced step: {intent.describe()}")
     return verdict
 

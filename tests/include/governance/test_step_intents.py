@@ -47,15 +47,15 @@ def test_a_refused_step_still_says_it_finished(mlflow_client, make_version, trai
 
 def test_what_an_announcement_covers():
     started = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
-    after = timedelta(seconds=60)
     running = StepIntent("i1", MODEL, "2", "validate", "carol", "airflow", "manual__1", "validate", started)
-    assert running.covers(MODEL, "2", started + timedelta(minutes=5), after=after)
-    assert not running.covers(MODEL, "3", started + timedelta(minutes=5), after=after)
-    assert not running.covers("other_model", "2", started + timedelta(minutes=5), after=after)
-    assert not running.covers(MODEL, "2", started - timedelta(seconds=1), after=after)
+    assert running.covers(MODEL, "2", started + timedelta(minutes=5))
+    assert not running.covers(MODEL, "3", started + timedelta(minutes=5))
+    assert not running.covers("other_model", "2", started + timedelta(minutes=5))
+    assert not running.covers(MODEL, "2", started - timedelta(seconds=10))
     # A step that died without finishing stops covering changes after OPEN_FOR.
-    assert not running.covers(MODEL, "2", started + OPEN_FOR + timedelta(seconds=1), after=after)
+    assert not running.covers(MODEL, "2", started + OPEN_FOR + timedelta(seconds=1))
     done = StepIntent("i2", MODEL, None, "promote", "carol", "airflow", "manual__1", "promote", started,
                       finished_at=started + timedelta(seconds=30))
-    assert done.covers(MODEL, "7", started + timedelta(seconds=89), after=after)
-    assert not done.covers(MODEL, "7", started + timedelta(seconds=91), after=after)
+    assert done.covers(MODEL, "7", started + timedelta(seconds=30))
+    # After the step, its audit rows judge the change: a by-hand move right after is not covered.
+    assert not done.covers(MODEL, "7", started + timedelta(seconds=31))
