@@ -224,7 +224,6 @@ def tag_approved_run(compose_stack, admin, pending_version):
     return run_id, champion
 
 
-@pytest.mark.skip(reason="issue #15, not yet passing: in its one run the third run's wait_for_approval had not deferred minutes after approval was requested; debug before it counts")
 def test_an_approval_tag_set_in_mlflow_wakes_the_deferred_run_long_before_its_poll(compose_stack, admin, tag_approved_run):
     run_id, _ = tag_approved_run
     assert wait_until("the run", lambda: run_finished(admin, run_id), RUN_TIMEOUT, compose_stack) == "success"
@@ -233,7 +232,6 @@ def test_an_approval_tag_set_in_mlflow_wakes_the_deferred_run_long_before_its_po
     assert "3" in [row["version"] for row in audit_rows(compose_stack, "approved")]
 
 
-@pytest.mark.skip(reason="issue #15, not yet passing: in its one run the third run's wait_for_approval had not deferred minutes after approval was requested; debug before it counts")
 def test_an_alias_moved_by_hand_in_mlflow_is_audited_as_out_of_band(compose_stack, tag_approved_run):
     moved = compose_stack.mlflow("ADMIN", "POST", "registered-models/alias", json={"name": MODEL, "alias": "champion", "version": "2"})
     assert moved.status_code == 200, moved.text
