@@ -89,26 +89,19 @@ class IntentLog(SideTable):
     table = intents_table
     pg_lock_key = _PG_LOCK_KEY
 
-    def start(self, *, model_name: str, version: str | None, step: str, actor: str | None = None,
-              source: str | None = None, dag_run_id: str | None = None, task_id: str | None = None) -> str:
-        """Announce a step; return its ``intent_id`` for :meth:`finish`."""
+    def start(self, **step: str | None) -> str:
+        """Announce a step; return its ``intent_id`` for :meth:`finish` (with the same ``step`` fields).
+
+        :param step: ``model_name``, ``version`` (None: the whole model), ``step``, ``actor``,
+            ``source``, ``dag_run_id``, ``task_id``.
+        """
         intent_id = str(uuid.uuid4())
-        self._insert(intent_id, STARTED, model_name=model_name, version=None if version is None else str(version),
-                     step=step, actor=actor, source=source, dag_run_id=dag_run_id, task_id=task_id)
+        self._insert(intent_id, STARTED, **step)
         return intent_id
 
-    def finish(self, intent_id: str) -> None:
-        """Say that the announced step is done (its ``started`` row names the rest)."""
-        self.ensure_schema()
-        table = intents_table
-        with self.engine.connect() as conn:
-            started = conn.execute(
-                sa.select(table).where(table.c.intent_id == intent_id, table.c.phase == STARTED)
-            ).mappings().first()
-        if started is None:
-            raise ValueError(f"no started step intent {intent_id!r}")
-        fields = {k: started[k] for k in ("model_name", "version", "step", "actor", "source", "dag_run_id", "task_id")}
-        self._insert(intent_id, FINISHED, **fields)
+    def finish(self, intent_id: str, **step: str | None) -> None:
+        """Say that the announced step is done (the same fields as its ``started`` row)."""
+        self._insert(intent_id, FINISHED, **step)
 
     def about(self, model_name: str, *, since: datetime) -> list[StepIntent]:
         """The steps on ``model_name`` started from ``since - OPEN_FOR`` on (those that can still cover a change)."""
@@ -132,6 +125,8 @@ class IntentLog(SideTable):
 
     def _insert(self, intent_id: str, phase: str, **fields) -> None:
         self.ensure_schema()
+        if fields.get("version") is not None:
+            fields["version"] = str(fields["version"])
         with self.engine.begin() as conn:
             conn.execute(sa.insert(intents_table).values(intent_id=intent_id, phase=phase,
                                                          at=datetime.now(timezone.utc), **fields))

@@ -76,9 +76,10 @@ def announced(
     if intents is None:
         intents = _intent_logs.setdefault(trail.log, IntentLog(trail.log.engine))
     where = f"{step} {model_name}" + (f" v{version}" if version is not None else "")
+    fields = {"model_name": model_name, "version": version, "step": step, "actor": actor.actor,
+              "source": actor.source, "dag_run_id": actor.dag_run_id, "task_id": actor.task_id}
     try:
-        intent_id = intents.start(model_name=model_name, version=version, step=step, actor=actor.actor,
-                                  source=actor.source, dag_run_id=actor.dag_run_id, task_id=actor.task_id)
+        intent_id = intents.start(**fields)
     except Exception:  # noqa: BLE001 - see the docstring
         log.warning("could not announce %s in the audit database", where, exc_info=True)
         intent_id = None
@@ -87,6 +88,6 @@ def announced(
     finally:
         if intent_id is not None:
             try:
-                intents.finish(intent_id)
+                intents.finish(intent_id, **fields)
             except Exception:  # noqa: BLE001 - as above; the announcement stays open for OPEN_FOR
                 log.warning("could not record the end of %s in the audit database", where, exc_info=True)
